@@ -1,0 +1,3 @@
+from diffusion_regimes.cli import main
+
+raise SystemExit(main())

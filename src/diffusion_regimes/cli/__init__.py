@@ -1,0 +1,41 @@
+"""Command-line interface: ``python -m diffusion_regimes <command>``.
+
+Each workflow rule calls one command.  A rule passes its configuration section as a JSON ``--spec`` (the
+validated, resolved config), plus its input and output paths; the command builds the typed section,
+runs the experiment and writes outputs atomically with their provenance sidecars.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from diffusion_regimes.errors import PipelineError
+
+Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+# One module per workflow stage; each adds its sub-commands.
+COMMAND_GROUPS: tuple[Register, ...] = ()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="diffusion-regimes", description="Dynamical regimes of diffusion models: pipeline commands"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for register in COMMAND_GROUPS:
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        result = args.func(args)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return int(result or 0)

@@ -1,0 +1,197 @@
+"""Configuration: schema validation with readable errors, and frozen typed sections.
+
+The workflow validates the whole YAML config against ``workflow/schemas/config.schema.yaml`` at parse
+time (before any job runs).  Each experiment declares the section it needs as a frozen dataclass;
+:func:`build` turns a plain mapping into that dataclass, rejecting unknown keys and listing the valid ones
+(ARCHITECTURE.md principles 3 and 9).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from diffusion_regimes.errors import ConfigError
+
+T = TypeVar("T")
+
+__all__ = ["ConfigError", "build", "deep_merge", "from_json", "load_yaml", "to_dict", "validate"]
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with an error naming the file when it is missing or not a mapping."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    with path.open() as fh:
+        data = yaml.safe_load(fh)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursively merge ``override`` into a copy of ``base`` (mappings merge, everything else replaces)."""
+    merged: dict[str, Any] = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _format_error(error: Any) -> str:
+    location = "/".join(str(p) for p in error.absolute_path) or "<top level>"
+    validator = error.validator
+    if validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        return f"{location}: unknown key(s) {extra}; valid keys are {allowed}"
+    if validator == "enum":
+        return f"{location}: {error.instance!r} is not valid; choose one of {error.validator_value}"
+    if validator == "required":
+        return f"{location}: {error.message}"
+    return f"{location}: {error.message}"
+
+
+def validate(config: Mapping[str, Any], schema_path: str | Path, *, set_defaults: bool = True) -> None:
+    """Validate ``config`` against a JSON-schema file (YAML allowed); ``$ref`` resolve beside it.
+
+    Raises :class:`ConfigError` listing *every* violation with its key path and the valid choices.
+    With ``set_defaults`` the schema's ``default`` values are filled into ``config`` in place.
+    """
+    import jsonschema
+    from referencing import Registry, Resource
+
+    schema_path = Path(schema_path).resolve()
+    schema = load_yaml(schema_path)
+
+    def retrieve(uri: str) -> Resource:
+        target = Path(uri.removeprefix("file://"))
+        if not target.is_absolute():
+            target = schema_path.parent / target
+        return Resource.from_contents(load_yaml(target))
+
+    schema.setdefault("$id", schema_path.as_uri())
+    registry: Registry = Registry(retrieve=retrieve)  # type: ignore[call-arg]
+    base = jsonschema.Draft202012Validator
+    if set_defaults:
+
+        def fill_defaults(validator, properties, instance, schema):  # noqa: ANN001
+            if isinstance(instance, dict):
+                for name, sub in properties.items():
+                    if isinstance(sub, dict) and "default" in sub:
+                        instance.setdefault(name, sub["default"])
+            yield from base.VALIDATORS["properties"](validator, properties, instance, schema)
+
+        cls = jsonschema.validators.extend(base, {"properties": fill_defaults})
+    else:
+        cls = base
+    validator = cls(schema, registry=registry)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = "\n  - ".join(_format_error(e) for e in errors)
+        raise ConfigError(f"invalid configuration ({len(errors)} problem(s)):\n  - {lines}")
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return build(tp, value, where=where)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        last: Exception | None = None
+        for arg in non_none:
+            try:
+                return _coerce(arg, value, where)
+            except (ConfigError, TypeError, ValueError) as exc:
+                last = exc
+        raise ConfigError(f"{where}: {value!r} does not match {tp}") from last
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {value!r} is not valid; choose one of {list(args)}")
+        return value
+    if origin in (tuple, list) or tp in (tuple, list):
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        item = args[0] if args else Any
+        return tuple(_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict or tp is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def build(cls: type[T], mapping: Mapping[str, Any], *, where: str = "config") -> T:
+    """Build the frozen dataclass ``cls`` from ``mapping``.
+
+    Unknown keys raise :class:`ConfigError` listing the valid ones; missing keys fall back to the
+    dataclass defaults (a missing key without default is an error); list values become tuples so the
+    result is hashable and immutable.
+    """
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls} is not a dataclass")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(mapping) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(fields)}")
+    kwargs: dict[str, Any] = {}
+    for name, field in fields.items():
+        if name in mapping:
+            kwargs[name] = _coerce(hints[name], mapping[name], f"{where}.{name}")
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{where}: missing required key {name!r}")
+    return cls(**kwargs)
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain-data (JSON-ready) view of a dataclass config (tuples become lists)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, list | tuple):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def from_json(cls: type[T], text: str, *, where: str = "config") -> T:
+    """Parse the JSON ``--spec`` a workflow rule passes to the CLI into ``cls``."""
+    try:
+        mapping = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{where}: --spec is not valid JSON ({exc})") from exc
+    return build(cls, mapping, where=where)

@@ -1,0 +1,194 @@
+"""Backward (generative) dynamics: one reverse step, trajectories and cloning sweeps built on it.
+
+A *score* is any callable ``score(x, t) -> F`` returning ``grad_x log P_t(x)`` for a batch ``x`` of shape
+``(B, ...)`` at continuous time ``t`` (analytic Gaussian mixture, exact empirical score, or a noise-predicting
+network through an adapter); the sampler never knows which it has (ARCHITECTURE.md principle 1).
+
+Two integrators share the one interface ``step(x, i, score, noise)`` which moves from ``times[i]`` to
+``times[i+1]`` (descending, ending at ``t = 0``):
+
+* :class:`EulerMaruyama` on a uniform OU grid,
+  ``y(t - eta) = y + eta [y + 2 F(y, t)] + sqrt(2 eta) xi`` (SCIENCE.md section 1);
+* :class:`DDPMAncestral` on the 1000-step DDPM grid,
+  ``x(k-1) = x/sqrt(1-b) - b/sqrt((1-b)(1-abar)) eps + sqrt(b) z`` with ``eps = -sqrt(1-abar) F``,
+  and no noise on the last step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+from diffusion_regimes.schedule import DDPMSchedule, ou_time_grid
+
+
+class Score(Protocol):
+    """``score(x, t)``: ``x`` of shape ``(B, ...)`` at continuous time ``t`` -> ``grad log P_t(x)``, same shape."""
+
+    def __call__(self, x: torch.Tensor, t: float) -> torch.Tensor: ...
+
+
+class Integrator(Protocol):
+    times: torch.Tensor  # (L+1,) float64, descending, times[-1] == 0
+
+    @property
+    def n_steps(self) -> int: ...
+
+    def step(self, x: torch.Tensor, i: int, score: Score, noise: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class EulerMaruyama:
+    """Euler-Maruyama on a descending time grid ``times`` (shape ``(L+1,)``, float64)."""
+
+    times: torch.Tensor
+
+    @classmethod
+    def uniform(cls, *, t_max: float, n_steps: int) -> EulerMaruyama:
+        return cls(ou_time_grid(t_max=t_max, n_steps=n_steps))
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.times.numel()) - 1
+
+    def step(self, x: torch.Tensor, i: int, score: Score, noise: torch.Tensor) -> torch.Tensor:
+        t = float(self.times[i])
+        eta = t - float(self.times[i + 1])
+        return x + eta * (x + 2.0 * score(x, t)) + math.sqrt(2.0 * eta) * noise
+
+
+@dataclass(frozen=True)
+class DDPMAncestral:
+    """Ancestral DDPM sampling; step ``i`` goes from DDPM index ``k = L - i`` to ``k - 1``."""
+
+    schedule: DDPMSchedule = field(default_factory=DDPMSchedule)
+
+    @property
+    def times(self) -> torch.Tensor:  # type: ignore[override]
+        return torch.flip(self.schedule.times, dims=(0,))
+
+    @property
+    def n_steps(self) -> int:
+        return self.schedule.n_steps
+
+    def step(self, x: torch.Tensor, i: int, score: Score, noise: torch.Tensor) -> torch.Tensor:
+        k = self.schedule.n_steps - i
+        beta = float(self.schedule.betas[k])
+        t = float(self.schedule.times[k])
+        # eps = -sqrt(1 - abar) F, so the eps term of the ancestral update becomes + beta/sqrt(1-beta) F.
+        x_next = (x + beta * score(x, t)) / math.sqrt(1.0 - beta)
+        if k > 1:
+            x_next = x_next + math.sqrt(beta) * noise
+        return x_next
+
+
+def reverse_step(
+    x: torch.Tensor, *, i: int, integrator: Integrator, score: Score, generator: torch.Generator | None
+) -> torch.Tensor:
+    """The one reverse step: draw fresh Gaussian noise and move ``x`` from ``times[i]`` to ``times[i+1]``."""
+    noise = torch.randn(x.shape, dtype=x.dtype, device=x.device, generator=generator)
+    return integrator.step(x, i, score, noise)
+
+
+Hook = Callable[[int, float, torch.Tensor], None]
+"""Called after every step as ``hook(i_next, t_next, x)`` with the state at ``times[i_next]``."""
+
+
+def run_trajectories(
+    x: torch.Tensor,
+    *,
+    integrator: Integrator,
+    score: Score,
+    generator: torch.Generator | None,
+    start: int = 0,
+    stop: int | None = None,
+    hooks: Sequence[Hook] = (),
+    progress: bool = False,
+) -> torch.Tensor:
+    """Integrate a batch ``x`` (state at ``times[start]``) down to ``times[stop]`` (default: ``t = 0``)."""
+    stop = integrator.n_steps if stop is None else stop
+    steps = range(start, stop)
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(steps, desc="reverse steps", unit="step", leave=False)
+    for i in steps:
+        x = reverse_step(x, i=i, integrator=integrator, score=score, generator=generator)
+        for hook in hooks:
+            hook(i + 1, float(integrator.times[i + 1]), x)
+    return x
+
+
+@dataclass(frozen=True)
+class CloneSweep:
+    """End states of a shared-trunk cloning sweep.
+
+    ``trunk``: ``(N, ...)`` the trunk trajectories at ``t = 0``; ``clones``: ``(B, N, ...)`` the clone
+    started from the trunk at ``times[branch_indices[b]]``, at ``t = 0``.  Pair ``(trunk[n], clones[b, n])``
+    shares its history down to branch time ``b`` and has independent noise afterwards.
+    """
+
+    trunk: torch.Tensor
+    clones: torch.Tensor
+    branch_indices: tuple[int, ...]
+    branch_times: tuple[float, ...]
+    score_evaluations: int  # per trajectory of the trunk: steps x (1 + clones alive), summed
+
+
+def clone_sweep(
+    x: torch.Tensor,
+    *,
+    integrator: Integrator,
+    score: Score,
+    branch_indices: Sequence[int],
+    generator: torch.Generator | None,
+    hooks: Sequence[Hook] = (),
+    progress: bool = False,
+) -> CloneSweep:
+    """Cloning with a shared trunk (SCIENCE.md section 5).
+
+    One trunk trajectory per starting point ``x`` (state at ``times[0]``) runs to ``t = 0``; when it passes
+    each branch index a clone is copied from it, and all alive states advance together with independent
+    noise through :func:`reverse_step`.  B branch times cost ``L + sum_b (L - i_b)`` steps per pair,
+    against ``sum_b (L + (L - i_b))`` when every branch time restarts from noise.
+
+    Hooks see the concatenated state ``(N * (1 + alive clones), ...)``: trunk first, then clones in
+    branch order.
+    """
+    branch = sorted(set(int(i) for i in branch_indices))
+    if branch and (branch[0] < 0 or branch[-1] >= integrator.n_steps + 1):
+        raise ValueError(f"branch indices must lie in [0, {integrator.n_steps}], got {branch}")
+    n = x.shape[0]
+    state = x
+    evaluations = 0
+    steps = range(integrator.n_steps)
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(steps, desc="cloning sweep", unit="step", leave=False)
+    next_branch = 0
+    for i in steps:
+        while next_branch < len(branch) and branch[next_branch] == i:
+            state = torch.cat([state, state[:n]], dim=0)
+            next_branch += 1
+        state = reverse_step(state, i=i, integrator=integrator, score=score, generator=generator)
+        evaluations += state.shape[0] // n
+        for hook in hooks:
+            hook(i + 1, float(integrator.times[i + 1]), state)
+    # a branch at the last index (t = 0) is a clone with no independent steps
+    while next_branch < len(branch):
+        state = torch.cat([state, state[:n]], dim=0)
+        next_branch += 1
+    trunk = state[:n]
+    clones = state[n:].reshape(len(branch), n, *x.shape[1:])
+    return CloneSweep(
+        trunk=trunk,
+        clones=clones,
+        branch_indices=tuple(branch),
+        branch_times=tuple(float(integrator.times[i]) for i in branch),
+        score_evaluations=evaluations,
+    )

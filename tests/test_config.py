@@ -1,0 +1,70 @@
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+
+from diffusion_regimes.config import ConfigError, build, deep_merge, from_json, to_dict, validate
+
+
+@dataclass(frozen=True)
+class Inner:
+    steps: int = 10
+    mode: Literal["full", "reduced"] = "reduced"
+
+
+@dataclass(frozen=True)
+class Outer:
+    dims: tuple[int, ...]
+    rate: float = 0.5
+    inner: Inner = field(default_factory=Inner)
+
+
+def test_build_converts_lists_and_nested():
+    cfg = build(Outer, {"dims": [1, 2], "inner": {"steps": 3}})
+    assert cfg == Outer(dims=(1, 2), rate=0.5, inner=Inner(steps=3, mode="reduced"))
+    assert to_dict(cfg) == {"dims": [1, 2], "rate": 0.5, "inner": {"steps": 3, "mode": "reduced"}}
+
+
+def test_build_rejects_unknown_key_listing_valid_ones():
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['dimz'\]; valid keys are \['dims', 'inner', 'rate'\]"):
+        build(Outer, {"dimz": [1]})
+
+
+def test_build_rejects_bad_literal_and_type():
+    with pytest.raises(ConfigError, match=r"choose one of \['full', 'reduced'\]"):
+        build(Outer, {"dims": [1], "inner": {"mode": "half"}})
+    with pytest.raises(ConfigError, match="expected an integer"):
+        build(Outer, {"dims": ["x"]})
+    with pytest.raises(ConfigError, match="missing required key 'dims'"):
+        build(Outer, {})
+
+
+def test_from_json_round_trip():
+    assert from_json(Outer, '{"dims": [4], "rate": 1}') == Outer(dims=(4,), rate=1.0)
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        from_json(Outer, "{dims")
+
+
+def test_deep_merge():
+    assert deep_merge({"a": {"b": 1, "c": 2}, "d": 1}, {"a": {"b": 5}}) == {"a": {"b": 5, "c": 2}, "d": 1}
+
+
+def test_schema_of_the_repository_validates_the_shipped_configs(repo):
+    from diffusion_regimes.config import load_yaml
+
+    schema = repo / "workflow" / "schemas" / "config.schema.yaml"
+    default = load_yaml(repo / "config" / "config.yaml")
+    validate(default, schema)
+    for overlay in ("tiny.yaml", "paper.yaml"):
+        path = repo / "config" / overlay
+        if path.exists():
+            validate(deep_merge(load_yaml(repo / "config" / "config.yaml"), load_yaml(path)), schema)
+
+
+def test_schema_errors_list_valid_choices(repo):
+    schema = repo / "workflow" / "schemas" / "config.schema.yaml"
+    with pytest.raises(ConfigError) as info:
+        validate({"seed": 0, "device": "tpu", "colour": 1}, schema)
+    message = str(info.value)
+    assert "'tpu' is not valid; choose one of ['auto', 'cpu', 'cuda']" in message
+    assert "unknown key(s) ['colour']" in message
