@@ -1,0 +1,37 @@
+"""Benchmarks: ``python -m diffusion_regimes.bench NAME`` (``--help`` lists the names).
+
+Every benchmark prints its timings together with a baseline measured in the same run (e.g. a plain
+float32 matmul), so the printed ratios mean the same thing on a laptop, a contended CI box or a GPU node.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+
+from diffusion_regimes.benchmarks import baseline
+
+
+def _matmul(args: argparse.Namespace) -> None:
+    rate = baseline.matmul_gflops(size=args.size)
+    print(f"float32 matmul {args.size}x{args.size}: {rate:.1f} GFLOP/s")
+
+
+# name -> (function, help); each study registers its own entry.
+BENCHMARKS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
+    "matmul": (_matmul, "the float32 matmul baseline alone"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m diffusion_regimes.bench", description=__doc__)
+    parser.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark")
+    parser.add_argument("--size", type=int, default=2048, help="matmul baseline size")
+    parser.add_argument("--quick", action="store_true", help="smaller problem sizes (smoke test)")
+    args = parser.parse_args(argv)
+    BENCHMARKS[args.name][0](args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
