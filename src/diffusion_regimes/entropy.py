@@ -12,11 +12,22 @@ and ``f^e = s_sep - s^e``.  Writing ``log P_t^e(x) = -log n - d/2 log(2 pi Delta
 
 so the standard error is the one of a plain mean over the n' independent samples.
 
+Control variate (default on).  Most of the variance of g_nu is the chi-square fluctuation of the sample's
+own noise, ``1/2 - |xi_nu|^2 / (2d)`` (standard deviation 1/sqrt(2d), against a mean alpha = log(n)/d that
+is far smaller at large d).  That term has mean exactly 0 since xi ~ N(0, I_d), so
+``h_nu = g_nu - (1/2 - |xi_nu|^2/(2d)) = (L(x_nu) + |xi_nu|^2 / 2) / d`` has the same mean f^e with a much
+smaller variance (and h_nu >= 0: it is log(1 + sum over the other points)/d).  ``control_variate=False``
+gives the plain estimator of the definition.
+
 Cost and precision.  ``|x - b|^2 = |x|^2 + |b|^2 - 2 x.b`` with ``b = a e^{-t}``; the ``|x|^2`` term is the
 same for every mu and leaves the logsumexp.  The cross term ``x.a`` (2 n' n d flops per time) is a matmul
 over chunks of samples (rows) and training points (columns); the logsumexp over columns is streamed
 (running max and rescaled sum), so memory is bounded by ``max_chunk_bytes`` whatever n and n'.  Norms,
-the logsumexp and the mean are float64.  The matmul runs in float32 by default (the matmul rate): a float32
+the logsumexp's running max and sum, and the mean are float64.  The matmul runs in float32 by default (the
+matmul rate), fused with the column bias (addmm), and the exponentials of a chunk are taken in the matmul
+dtype after subtracting the row max (values in (0, 1], relative error <= u each, summed in float64); the
+logsumexp argument, of magnitude ~ d r / Delta_t, carries an absolute float32 error ~ u d r / Delta_t, i.e.
+~u r / Delta_t in g_nu: below the cross-term error that follows.  A float32
 dot product of length d has rounding error |delta(x.a)| <= gamma_d |x| |a| in the worst case
 (gamma_d ~ d u, u = 2^-24 ~ 6e-8) and ~sqrt(d) u |x| |a| in practice (blocked accumulation, errors of
 random sign).  It enters g_nu as e^{-t} delta(x.a) / (Delta_t d); with |x|, |a| ~ sqrt(d r) for data of
@@ -47,8 +58,8 @@ __all__ = ["NOISE_BLOCK", "CollapseTime", "ExcessEntropy", "collapse_time", "exc
 NOISE_BLOCK = 128
 """Samples per independently seeded noise block (rows of a chunk are whole blocks)."""
 
-# bytes per entry of a (rows x columns) chunk: float32 product + float64 copy + float64 exp temporary
-_BYTES_PER_PAIR = 4 + 8 + 8
+# bytes per entry of a (rows x columns) chunk: the product (float64 at most) and a temporary
+_BYTES_PER_PAIR = 8 + 4  # product (<= 8 bytes) + exp temporaries
 # bytes per sample coordinate of a row chunk: float64 sample + float32 copy
 _BYTES_PER_ROW_COORD = 8 + 4
 
@@ -96,13 +107,15 @@ def excess_entropy(
     generator: torch.Generator,
     max_chunk_bytes: int = 256 * 2**20,
     matmul_dtype: torch.dtype = torch.float32,
+    control_variate: bool = True,
     progress: bool = False,
 ) -> ExcessEntropy:
     """Estimate f^e(t) for every time in ``times`` from the training set ``data`` of shape ``(n, d)``.
 
-    ``data`` may live on any device (the computation follows it; ``generator`` must be on the same device
-    or on the CPU).  Memory beyond a ``matmul_dtype`` copy of ``data`` (n d 4 bytes) is bounded by
-    ``max_chunk_bytes``.  ``n_prime`` samples are drawn afresh at every time.
+    ``data`` (any float dtype, e.g. float32 images) may live on any device (the computation follows it;
+    ``generator`` must be on the same device or on the CPU).  Memory beyond ``data`` itself and its
+    ``matmul_dtype`` copy (none when ``data`` already has that dtype) is bounded by ``max_chunk_bytes``.
+    ``n_prime`` samples are drawn afresh at every time.
     """
     if data.ndim != 2:
         raise ValueError(f"data must have shape (n, d), got {tuple(data.shape)}")
@@ -113,9 +126,10 @@ def excess_entropy(
     times_arr = np.asarray(times, dtype=np.float64).reshape(-1)
     if np.any(times_arr <= 0):
         raise ValueError("times must be > 0 (Delta_t = 0 at t = 0)")
-    a64 = data.to(torch.float64)
-    a_mm = a64.to(matmul_dtype)  # (n, d) matmul operand, shared by all times
-    a_sq = (a64 * a64).sum(dim=1)  # (n,) float64 |a_mu|^2
+    a_mm = data.to(matmul_dtype)  # (n, d) matmul operand, shared by all times (no copy if same dtype)
+    a_sq = torch.cat([  # (n,) float64 |a_mu|^2, in row chunks so no float64 copy of data is held
+        data[c:c + 4096].to(torch.float64).pow(2).sum(dim=1) for c in range(0, n, 4096)
+    ])
     rows, cols = _chunk_sizes(n=n, d=d, n_prime=n_prime, max_chunk_bytes=max_chunk_bytes)
     block = min(NOISE_BLOCK, n_prime)
     n_blocks = math.ceil(n_prime / block)
@@ -135,7 +149,7 @@ def excess_entropy(
         mu = torch.randint(0, n, (n_prime,), generator=generator, device=gen_device).to(device)
         seeds = torch.randint(0, 2**62, (n_blocks,), generator=generator, device=gen_device).tolist()
         # bias of the logsumexp argument: -|b_mu|^2 / (2 Delta) with b = a e^{-t}
-        col_bias = -(scale * scale) * a_sq / (2.0 * dlt)  # (n,)
+        col_bias_mm = (-(scale * scale) * a_sq / (2.0 * dlt)).to(matmul_dtype)  # (n,)
         g = torch.empty(n_prime, dtype=torch.float64, device=device)
         for r0 in range(0, n_prime, rows):
             r1 = min(n_prime, r0 + rows)
@@ -144,7 +158,7 @@ def excess_entropy(
                             generator=torch.Generator(device=device).manual_seed(seeds[s // block]))
                 for s in range(r0, r1, block)
             ])
-            x = a64[mu[r0:r1]] * scale + math.sqrt(dlt) * noise  # (r, d) float64
+            x = data[mu[r0:r1]].to(torch.float64) * scale + math.sqrt(dlt) * noise  # (r, d) float64
             x_sq = (x * x).sum(dim=1)  # (r,)
             x_mm = x.to(matmul_dtype)
             # streamed logsumexp over column chunks of -|x - b|^2 / (2 Delta) + |x|^2 / (2 Delta)
@@ -152,14 +166,19 @@ def excess_entropy(
             run_sum = torch.zeros(r1 - r0, dtype=torch.float64, device=device)
             for c0 in range(0, n, cols):
                 c1 = min(n, c0 + cols)
-                cross = (x_mm @ a_mm[c0:c1].T).to(torch.float64)  # (r, c) x.a_mu
-                arg = cross.mul_(scale / dlt).add_(col_bias[c0:c1])
-                chunk_max = arg.max(dim=1).values
+                # one fused pass: arg = x.a_mu e^{-t}/Delta - |b_mu|^2/(2 Delta), shape (r, c)
+                arg = torch.addmm(col_bias_mm[c0:c1], x_mm, a_mm[c0:c1].T, alpha=scale / dlt)
+                chunk_max = arg.amax(dim=1).to(torch.float64)
                 new_max = torch.maximum(run_max, chunk_max)
-                run_sum = run_sum * torch.exp(run_max - new_max) + torch.exp(arg.sub_(new_max[:, None])).sum(1)
+                # exponentials in the matmul dtype (each in (0, 1], relative error <= u), summed in float64
+                terms = arg.sub_(new_max.to(matmul_dtype)[:, None]).exp_().sum(dim=1, dtype=torch.float64)
+                run_sum = run_sum * torch.exp(run_max - new_max) + terms
                 run_max = new_max
             lse = run_max + torch.log(run_sum) - x_sq / (2.0 * dlt)
-            g[r0:r1] = 0.5 + lse / d
+            if control_variate:
+                g[r0:r1] = (lse + 0.5 * (noise * noise).sum(dim=1)) / d
+            else:
+                g[r0:r1] = 0.5 + lse / d
         f[k] = float(g.mean())
         f_se[k] = float(g.std(unbiased=True)) / math.sqrt(n_prime) if n_prime > 1 else float("nan")
     return ExcessEntropy(
