@@ -1,0 +1,182 @@
+"""Covariance spectra of the data and the predicted speciation time (SCIENCE.md section 2).
+
+``t_S = ½ log Λ`` with Λ the largest eigenvalue of the data covariance ``C = Xᵀ X / (n - 1)``, X the
+(n, d) matrix of images centred pixel by pixel (the covariance's own centring; the stored subsets are
+already centred per channel, which this refines).  Two conventions: the paper's Table 1 uses the first
+colour channel only; we also report all channels.
+
+How the top eigenvalue is computed.  ``torch.lobpcg`` only accepts a dense or sparse ``Tensor`` for A
+(it checks ``isinstance(A, Tensor)`` and multiplies with ``torch.matmul``), so a duck-typed
+LinearOperator is rejected.  We stay on the public API and stay matrix-free: A is a zero-storage
+``(d, d)`` placeholder (an expanded scalar), and a :class:`torch.overrides.TorchFunctionMode` active
+during the call intercepts every ``torch.matmul(A, V)`` and returns ``Xᵀ (X V) / (n - 1)``: two thin
+matmuls, O(n d k) per iteration, no d × d matrix.  When min(n, d) is small enough
+(``dense_limit``) the full spectrum is cheaper and exact: ``eigvalsh`` of the smaller of C (d × d) and
+the Gram matrix G = X Xᵀ / (n - 1) (n × n), which share their non-zero eigenvalues.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+__all__ = [
+    "SpectraOptions", "SubsetSpectrum", "centre_pixels", "channel_views", "covariance_spectrum", "subset_spectrum", "t_speciation",
+    "spectrum_top", "top_eigenvalue",
+]
+
+
+@dataclass(frozen=True)
+class SpectraOptions:
+    """The ``spectra:`` config section.
+
+    dense_limit: full spectrum (``eigvalsh``) when min(n, d) is at most this, else matrix-free lobpcg;
+    n_top: how many leading eigenvalues to keep for the scree plot; tol: lobpcg relative residual;
+    n_boot: bootstrap replicates over images for the sampling error of Λ (0 = none).
+    """
+
+    dense_limit: int = 4096
+    n_top: int = 50
+    tol: float = 1e-9
+    n_boot: int = 20
+
+
+def t_speciation(lam: float) -> float:
+    """t_S = ½ log Λ (SCIENCE.md section 2: Λ e^{-2 t_S} = 1)."""
+    return 0.5 * math.log(lam)
+
+
+def centre_pixels(x: torch.Tensor) -> torch.Tensor:
+    """(n, d) -> (n, d) float64 with every column's mean removed."""
+    x = x.to(torch.float64)
+    return x - x.mean(dim=0, keepdim=True)
+
+
+class _CovarianceProduct(TorchFunctionMode):
+    """Answers ``torch.matmul(placeholder, V)`` with ``Xᵀ (X V) / (n - 1)``; every other call passes."""
+
+    def __init__(self, x: torch.Tensor, placeholder: torch.Tensor) -> None:
+        super().__init__()
+        self.x, self.placeholder, self.products = x, placeholder, 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        kwargs = kwargs or {}
+        if func is torch.matmul and args and args[0] is self.placeholder:
+            self.products += 1
+            v = args[1]
+            return self.x.T @ (self.x @ v) / (self.x.shape[0] - 1)
+        return func(*args, **kwargs)
+
+
+def top_eigenvalue(x_centred: torch.Tensor, *, k: int = 1, tol: float = 1e-9, niter: int = 1000,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """The ``k`` largest eigenvalues of ``Xᵀ X / (n-1)``, matrix-free (``torch.lobpcg``), descending.
+
+    x_centred: (n, d), already centred as the caller wants (float64 recommended).  Returns (k,) float64.
+    lobpcg needs 3 k < d; its block is started from a seeded random (d, 2k) matrix.
+    """
+    n, d = x_centred.shape
+    x = x_centred.to(torch.float64)
+    block = max(2 * k, k + 2)
+    if 3 * block >= d:
+        # Too small for lobpcg's block; the dense route is exact and cheap here.
+        return covariance_spectrum(x)[:k]
+    gen = generator if generator is not None else torch.Generator(device=x.device).manual_seed(0)
+    start = torch.randn(d, block, dtype=torch.float64, device=x.device, generator=gen)
+    # Zero-storage (d, d) stand-in for the covariance: stride-0 view of one number.
+    placeholder = torch.zeros((), dtype=torch.float64, device=x.device).expand(d, d)
+    with _CovarianceProduct(x, placeholder):
+        values, _ = torch.lobpcg(placeholder, k=k, X=start, tol=tol, niter=niter, largest=True)
+    return values.sort(descending=True).values
+
+
+def covariance_spectrum(x_centred: torch.Tensor) -> torch.Tensor:
+    """All min(n, d) eigenvalues of ``Xᵀ X / (n-1)``, descending, float64.
+
+    Uses the smaller of the covariance (d × d) and the Gram matrix (n × n); they share their non-zero
+    eigenvalues, so the result does not depend on the route (tested).
+    """
+    n, d = x_centred.shape
+    x = x_centred.to(torch.float64)
+    small = x.T @ x if d <= n else x @ x.T
+    return torch.linalg.eigvalsh(small / (n - 1)).flip(0)
+
+
+def spectrum_top(x_centred: torch.Tensor, *, options: SpectraOptions,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """Leading ``options.n_top`` eigenvalues: dense when min(n, d) <= dense_limit, else lobpcg."""
+    n, d = x_centred.shape
+    if min(n, d) <= options.dense_limit:
+        return covariance_spectrum(x_centred)[: options.n_top]
+    return top_eigenvalue(x_centred, k=min(options.n_top, d // 6), tol=options.tol, generator=generator)
+
+
+@dataclass(frozen=True)
+class SubsetSpectrum:
+    """Λ and t_S for one subset, in both conventions, with bootstrap errors over images.
+
+    top_first / top_all: leading eigenvalues (descending) for the scree plot.
+    """
+
+    lambda_first_channel: float
+    lambda_all_channels: float
+    se_first_channel: float
+    se_all_channels: float
+    top_first: torch.Tensor
+    top_all: torch.Tensor
+
+    @property
+    def t_s_first_channel(self) -> float:
+        return t_speciation(self.lambda_first_channel)
+
+    @property
+    def t_s_all_channels(self) -> float:
+        return t_speciation(self.lambda_all_channels)
+
+
+def channel_views(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, C, H, W) -> ((n, H W) first channel, (n, C H W) all channels), float64, pixel-centred."""
+    n = images.shape[0]
+    return centre_pixels(images[:, 0].reshape(n, -1)), centre_pixels(images.reshape(n, -1))
+
+
+def _top1(x: torch.Tensor, options: SpectraOptions, generator: torch.Generator) -> float:
+    n, d = x.shape
+    if min(n, d) <= options.dense_limit:
+        return float(covariance_spectrum(x)[0])
+    return float(top_eigenvalue(x, k=1, tol=options.tol, generator=generator)[0])
+
+
+def bootstrap_top_eigenvalue(images: torch.Tensor, *, n_boot: int, options: SpectraOptions,
+                             generator: torch.Generator) -> tuple[float, float]:
+    """Bootstrap standard error of Λ over images (resampling images with replacement).
+
+    images: (n, C, H, W).  Returns (se first channel, se all channels); 0 when n_boot is 0.
+    """
+    if n_boot <= 0:
+        return 0.0, 0.0
+    n = images.shape[0]
+    first, every = [], []
+    for _ in range(n_boot):
+        pick = torch.randint(0, n, (n,), generator=generator)
+        xf, xa = channel_views(images[pick])
+        first.append(_top1(xf, options, generator))
+        every.append(_top1(xa, options, generator))
+    return float(torch.tensor(first).std()), float(torch.tensor(every).std())
+
+
+def subset_spectrum(images: torch.Tensor, *, options: SpectraOptions,
+                    generator: torch.Generator) -> SubsetSpectrum:
+    """Both conventions for one subset's images (n, C, H, W) (SCIENCE.md sections 2 and 4)."""
+    xf, xa = channel_views(images)
+    top_first = spectrum_top(xf, options=options, generator=generator)
+    top_all = spectrum_top(xa, options=options, generator=generator)
+    se_first, se_all = bootstrap_top_eigenvalue(images, n_boot=options.n_boot, options=options,
+                                                generator=generator)
+    return SubsetSpectrum(
+        lambda_first_channel=float(top_first[0]), lambda_all_channels=float(top_all[0]),
+        se_first_channel=se_first, se_all_channels=se_all, top_first=top_first, top_all=top_all,
+    )
