@@ -7,6 +7,9 @@ configfile: Path(workflow.basedir) / "config" / "config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/classifier.smk"
+include: "workflow/rules/collapse.smk"
+include: "workflow/rules/speciation.smk"
 
 
 rule all:

@@ -47,6 +47,7 @@ from diffusion_regimes.schedule import DDPMSchedule
 class IdealSpec:
     """The ``ideal:`` config section (cloning sweeps and collapse measurements on real data)."""
 
+    datasets: tuple[str, ...] = ("mnist",)  # prepared subsets (keys of the top-level datasets: mapping)
     n_values: tuple[int, ...] = (50, 200, 1000)  # training-set sizes: even prefixes of the prepared subset
     n_pairs: int = 32  # clone pairs per branch time (paper: 4 000)
     branch_every: int = 50  # DDPM steps between branch times (paper: 50)
