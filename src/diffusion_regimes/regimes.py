@@ -48,7 +48,7 @@ class IdealSpec:
     """The ``ideal:`` config section (cloning sweeps and collapse measurements on real data)."""
 
     datasets: tuple[str, ...] = ("mnist",)  # prepared subsets (keys of the top-level datasets: mapping)
-    n_values: tuple[int, ...] = (50, 200, 1000)  # training-set sizes: even prefixes of the prepared subset
+    n_values: tuple[int, ...] = (100, 1000)  # training-set sizes: even prefixes of the prepared subset
     n_pairs: int = 32  # clone pairs per branch time (paper: 4 000)
     branch_every: int = 50  # DDPM steps between branch times (paper: 50)
     branch_max_step: int = 600  # largest DDPM branch step k (paper: 1000, i.e. 20 branch times)
