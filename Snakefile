@@ -9,6 +9,9 @@ configfile: Path(workflow.basedir) / "config" / "config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/spectra.smk"
+include: "workflow/rules/classifier.smk"
+include: "workflow/rules/collapse.smk"
+include: "workflow/rules/speciation.smk"
 
 
 rule all:

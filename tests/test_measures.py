@@ -45,3 +45,61 @@ def test_crossing_interval_brackets_truth():
     cr = crossing_with_interval(times, agree, level=0.775, n_boot=400, generator=gen)
     assert cr.low <= cr.time <= cr.high
     assert cr.low - 0.05 < math.log(1 / 0.55) < cr.high + 0.05
+
+
+# --- nearest training points, memorisation, collapse times (hand-made cases) ---------------------
+
+from diffusion_regimes.measures import (  # noqa: E402
+    agreement,
+    collapse_times,
+    memorisation_ratio,
+    nearest_index,
+    two_nearest,
+)
+
+
+def test_nearest_index_hand_made_and_time_scaling():
+    data = torch.tensor([[0.0, 0.0], [4.0, 0.0], [0.0, 10.0]], dtype=torch.float64)
+    x = torch.tensor([[0.1, 0.0], [3.0, 0.0], [0.0, 6.0]], dtype=torch.float64)
+    assert nearest_index(x, data).tolist() == [0, 1, 2]
+    # at t = log 2 the training set is halved: [2,0] and [0,5]; x = [0,6] is nearest to [0,5] and
+    # x = [1.2, 0] is nearest to [2, 0] although [0,0] wins at t = 0
+    x2 = torch.tensor([[1.2, 0.0], [0.0, 6.0]], dtype=torch.float64)
+    assert nearest_index(x2, data).tolist() == [0, 2]
+    assert nearest_index(x2, data, t=math.log(2.0)).tolist() == [1, 2]
+
+
+def test_two_nearest_matches_cdist_and_chunking():
+    gen = torch.Generator().manual_seed(0)
+    data = torch.randn(37, 4, dtype=torch.float64, generator=gen)
+    x = torch.randn(9, 4, dtype=torch.float64, generator=gen)
+    dist, idx = two_nearest(x, data, max_chunk_bytes=8 * 9 * 5)  # 5 rows per chunk
+    ref_d, ref_i = torch.topk(torch.cdist(x, data), 2, dim=1, largest=False)
+    assert torch.equal(idx, ref_i)
+    torch.testing.assert_close(dist, ref_d, rtol=1e-10, atol=1e-10)
+
+
+def test_memorisation_ratio_hand_made():
+    data = torch.tensor([[0.0], [10.0], [30.0]], dtype=torch.float64)
+    x = torch.tensor([[1.0], [5.0], [12.0]], dtype=torch.float64)
+    # distances: (1, 9) -> 1/9; (5, 5) -> 1; (2, 12) -> 1/6
+    torch.testing.assert_close(memorisation_ratio(x, data), torch.tensor([1 / 9, 1.0, 1 / 6], dtype=torch.float64))
+
+
+def test_collapse_times_on_hand_made_index_sequences():
+    times = torch.tensor([4.0, 3.0, 2.0, 1.0, 0.0], dtype=torch.float64)
+    seqs = torch.tensor(
+        [
+            [5, 5, 5, 5, 5],  # never changes: locked from the start, t_C = 4
+            [1, 2, 3, 3, 3],  # last change between 3 and 2: locked from t = 2
+            [7, 7, 8, 7, 7],  # comes back to 7 at t = 1 (the change at t = 2 counts): locked from t = 1
+            [0, 0, 0, 0, 9],  # changes at the very last step: t_C = 0
+        ]
+    ).T  # (T+1, N)
+    assert collapse_times(seqs, times).tolist() == [4.0, 2.0, 1.0, 0.0]
+
+
+def test_agreement_is_phi_summand():
+    a = torch.tensor([0, 1, 1, 0])
+    b = torch.tensor([0, 0, 1, 1])
+    assert agreement(a, b).tolist() == [1.0, 0.0, 1.0, 0.0]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 
-from diffusion_regimes.benchmarks import baseline
+from diffusion_regimes.benchmarks import baseline, empirical_score
 
 
 def _matmul(args: argparse.Namespace) -> None:
@@ -20,6 +20,7 @@ def _matmul(args: argparse.Namespace) -> None:
 # name -> (function, help); each study registers its own entry.
 BENCHMARKS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
     "matmul": (_matmul, "the float32 matmul baseline alone"),
+    "score": (empirical_score.run, "exact empirical score evaluations/s vs the matmul rate"),
 }
 
 

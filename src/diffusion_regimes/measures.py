@@ -2,10 +2,13 @@
 
 Used for phi(t) (same class), phi_C(t) (same nearest training point), the measured speciation time (phi
 crossing 0.775) and collapse time, with bootstrap confidence intervals (SCIENCE.md sections 3 and 5).
+Nearest training points come from one chunked matmul per block of training rows (never a loop over
+samples); the collapse time of a trajectory is :func:`collapse_times`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,3 +96,91 @@ def crossing_with_interval(
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(samples, [alpha, 1.0 - alpha])
     return Crossing(point, float(low), float(high), confidence)
+
+
+PHI_SPECIATION_LEVEL = 0.775
+"""phi(t) level defining the measured speciation time (finite-d curves cross there, SCIENCE.md section 3)."""
+
+PHI_COLLAPSE_LEVEL = 0.5
+"""phi_C(t) level defining the measured collapse time from clones (SCIENCE.md section 5)."""
+
+MEMORISED_RATIO = 1.0 / 3.0
+"""A sample is memorised when (distance to nearest) / (distance to second nearest training point) < 1/3."""
+
+
+def two_nearest(
+    x: torch.Tensor, data: torch.Tensor, *, t: float = 0.0, max_chunk_bytes: int = 256 * 2**20
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distances and indices of the two nearest training points to ``x`` among ``data e^{-t}``.
+
+    ``x``: ``(B, ...)`` (flattened to ``(B, d)``), ``data``: ``(n, d)`` with ``n >= 2``.  Returns
+    ``(distances (B, 2) float64, indices (B, 2) long)``, nearest first.  Squared distances are
+    ``|x|^2 + e^{-2t}|a|^2 - 2 e^{-t} x.a`` from one float64 matmul per chunk of training rows (chunk chosen
+    so the ``(B, chunk)`` block stays below ``max_chunk_bytes``); per-chunk top-2 results are merged.
+    """
+    flat = x.reshape(x.shape[0], -1).to(device=data.device, dtype=torch.float64)
+    a_all = data.to(torch.float64)
+    n = a_all.shape[0]
+    if n < 2:
+        raise ValueError("two_nearest needs at least two training points")
+    decay = math.exp(-t)
+    x_sq = (flat * flat).sum(dim=1, keepdim=True)
+    rows = max(2, min(n, max_chunk_bytes // max(1, 8 * flat.shape[0])))
+    best_d = torch.full((flat.shape[0], 2), math.inf, dtype=torch.float64, device=flat.device)
+    best_i = torch.zeros((flat.shape[0], 2), dtype=torch.long, device=flat.device)
+    for start in range(0, n, rows):
+        a = a_all[start:start + rows]
+        sq = x_sq + decay**2 * (a * a).sum(dim=1)[None, :] - 2.0 * decay * (flat @ a.T)
+        k = min(2, a.shape[0])
+        d_chunk, i_chunk = torch.topk(sq, k, dim=1, largest=False)
+        cand_d = torch.cat([best_d, d_chunk], dim=1)
+        cand_i = torch.cat([best_i, i_chunk + start], dim=1)
+        order = torch.argsort(cand_d, dim=1, stable=True)[:, :2]
+        best_d = torch.gather(cand_d, 1, order)
+        best_i = torch.gather(cand_i, 1, order)
+    return best_d.clamp_min(0.0).sqrt(), best_i
+
+
+def nearest_index(
+    x: torch.Tensor, data: torch.Tensor, *, t: float = 0.0, max_chunk_bytes: int = 256 * 2**20
+) -> torch.Tensor:
+    """Index ``(B,)`` of the training point nearest to ``x (B, ...)`` among ``data (n, d)`` scaled by e^{-t}."""
+    if data.shape[0] == 1:
+        return torch.zeros(x.shape[0], dtype=torch.long, device=data.device)
+    return two_nearest(x, data, t=t, max_chunk_bytes=max_chunk_bytes)[1][:, 0]
+
+
+def memorisation_ratio(
+    x: torch.Tensor, data: torch.Tensor, *, max_chunk_bytes: int = 256 * 2**20
+) -> torch.Tensor:
+    """Per sample ``|x - a_1| / |x - a_2|`` (nearest over second-nearest training point), ``(B,)`` float64.
+
+    Below :data:`MEMORISED_RATIO` the sample counts as a copy of its nearest training point.
+    """
+    dist, _ = two_nearest(x, data, t=0.0, max_chunk_bytes=max_chunk_bytes)
+    return dist[:, 0] / dist[:, 1]
+
+
+def collapse_times(indices: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+    """Per-trajectory collapse time t̂_C from nearest-index histories (SCIENCE.md section 5).
+
+    ``indices``: ``(T+1, N)`` nearest training index of N trajectories at the grid times ``times``
+    ``(T+1,)`` (descending, the last one is t = 0).  On the discrete grid, t̂_C is the largest grid time
+    ``t_j`` such that the nearest index stays equal to its final value at every grid time ``t_{j'} <= t_j``:
+    the time from which the trajectory is locked onto its training point.  If the index changes between
+    ``t_{j-1}`` and ``t_j`` for the last time, t̂_C = ``t_j``; if it never changes, t̂_C = ``times[0]``.
+    Returns ``(N,)`` float64.
+    """
+    if indices.dim() != 2 or indices.shape[0] != times.shape[0]:
+        raise ValueError(f"indices must be (T+1, N) with T+1 = {times.shape[0]}, got {tuple(indices.shape)}")
+    changed = indices[1:] != indices[:-1]  # (T, N): change between grid points j-1 and j (j = row + 1)
+    rows = torch.arange(1, indices.shape[0], device=indices.device)[:, None]
+    locked = (rows * changed).max(dim=0).values if changed.numel() else torch.zeros(
+        indices.shape[1], dtype=torch.long
+    )
+    return times.to(torch.float64)[locked.cpu()]
+
+
+def agreement(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Elementwise ``first == second`` as float64: the per-pair summand of phi (classes) or phi_C (indices)."""
+    return (first == second).to(torch.float64)

@@ -138,6 +138,112 @@ class CloneSweep:
     branch_times: tuple[float, ...]
     score_evaluations: int  # per trajectory of the trunk: steps x (1 + clones alive), summed
 
+    def pairs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The clone pairs at t = 0 as ``(first, second)``, each ``(B, N, ...)`` (first = the trunk)."""
+        return self.trunk.unsqueeze(0).expand_as(self.clones), self.clones
+
+
+@dataclass(frozen=True)
+class RestartSweep:
+    """End states of the restart-per-branch protocol: pair ``(first[b, n], second[b, n])`` ran from its
+    own noise to ``times[branch_indices[b]]``, was cloned there, and both copies ran on to t = 0."""
+
+    first: torch.Tensor  # (B, N, ...)
+    second: torch.Tensor  # (B, N, ...)
+    branch_indices: tuple[int, ...]
+    branch_times: tuple[float, ...]
+    score_evaluations: int  # per pair: sum_b [i_b + 2 (L - i_b)]
+
+    def pairs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.first, self.second
+
+
+def restart_sweep(
+    starts: torch.Tensor,
+    *,
+    integrator: Integrator,
+    score: Score,
+    branch_indices: Sequence[int],
+    generator: torch.Generator | None,
+    progress: bool = False,
+) -> RestartSweep:
+    """Cloning where every branch time restarts from noise (the reference protocol, SCIENCE.md section 5).
+
+    ``starts``: ``(B, N, ...)`` independent initial states at ``times[0]``, one batch per branch index.
+    Built on :func:`run_trajectories` (hence on the same :func:`reverse_step` as :func:`clone_sweep`); it
+    costs ``sum_b [L + (L - i_b)]`` score evaluations per pair against ``L + sum_b (L - i_b)`` for the
+    shared trunk, and gives independent pairs across branch times.
+    """
+    branch = [int(i) for i in branch_indices]
+    if starts.shape[0] != len(branch):
+        raise ValueError(f"need one start batch per branch index: {starts.shape[0]} vs {len(branch)}")
+    n = starts.shape[1]
+    first, second = [], []
+    evaluations = 0
+    for b, i_b in enumerate(branch):
+        trunk = run_trajectories(starts[b], integrator=integrator, score=score, generator=generator,
+                                 stop=i_b, progress=progress)
+        both = run_trajectories(torch.cat([trunk, trunk], dim=0), integrator=integrator, score=score,
+                                generator=generator, start=i_b, progress=progress)
+        first.append(both[:n])
+        second.append(both[n:])
+        evaluations += i_b + 2 * (integrator.n_steps - i_b)
+    return RestartSweep(
+        first=torch.stack(first),
+        second=torch.stack(second),
+        branch_indices=tuple(branch),
+        branch_times=tuple(float(integrator.times[i]) for i in branch),
+        score_evaluations=evaluations,
+    )
+
+
+def shared_trunk_evaluations(branch_indices: Sequence[int], n_steps: int) -> int:
+    """Score evaluations per pair of the shared-trunk sweep: ``L + sum_b (L - i_b)``."""
+    return n_steps + sum(n_steps - int(i) for i in set(branch_indices))
+
+
+def restart_evaluations(branch_indices: Sequence[int], n_steps: int) -> int:
+    """Score evaluations per pair of the restart-per-branch protocol: ``sum_b [L + (L - i_b)]``."""
+    return sum(n_steps + (n_steps - int(i)) for i in branch_indices)
+
+
+class StepRecorder:
+    """A hook that stores ``measure(x_part, t)`` at every step (or at ``steps``) of a trajectory or sweep.
+
+    ``part = "trunk"`` keeps the first ``n_trunk`` rows of the state (a :func:`clone_sweep` state is the
+    trunk followed by the alive clones); ``part = "all"`` keeps everything (then the row count grows as
+    clones appear).  Call it once by hand with ``i = 0`` to record the initial state.
+    ``records`` maps step index ``i`` -> ``(t, value)``.
+    """
+
+    def __init__(
+        self,
+        measure: Callable[[torch.Tensor, float], torch.Tensor],
+        *,
+        n_trunk: int,
+        part: str = "trunk",
+        steps: Sequence[int] | None = None,
+    ) -> None:
+        if part not in ("trunk", "all"):
+            raise ValueError(f"part must be 'trunk' or 'all', got {part!r}")
+        self.measure = measure
+        self.n_trunk = n_trunk
+        self.part = part
+        self.steps = None if steps is None else set(int(i) for i in steps)
+        self.records: dict[int, tuple[float, torch.Tensor]] = {}
+
+    def __call__(self, i: int, t: float, x: torch.Tensor) -> None:
+        if self.steps is not None and i not in self.steps:
+            return
+        part = x[: self.n_trunk] if self.part == "trunk" else x
+        self.records[i] = (t, self.measure(part, t))
+
+    def stacked(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(times (S,) float64, values (S, ...))`` in step order (requires equal-shape values)."""
+        keys = sorted(self.records)
+        times = torch.tensor([self.records[k][0] for k in keys], dtype=torch.float64)
+        return times, torch.stack([self.records[k][1] for k in keys])
+
 
 def clone_sweep(
     x: torch.Tensor,
@@ -149,7 +255,7 @@ def clone_sweep(
     hooks: Sequence[Hook] = (),
     progress: bool = False,
 ) -> CloneSweep:
-    """Cloning with a shared trunk (SCIENCE.md section 5).
+    """Cloning with a shared trunk (SCIENCE.md section 5); :func:`restart_sweep` is the reference protocol.
 
     One trunk trajectory per starting point ``x`` (state at ``times[0]``) runs to ``t = 0``; when it passes
     each branch index a clone is copied from it, and all alive states advance together with independent

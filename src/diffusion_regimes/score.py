@@ -1,17 +1,23 @@
 """Scores ``F(x, t) = grad_x log P_t(x)``: one callable interface for every model (see :mod:`sampler`).
 
-This module holds the closed-form Gaussian-mixture score (SCIENCE.md section 3); the exact empirical
-score of a training set and the adapter for noise-predicting networks implement the same interface.
+* :class:`GaussianMixtureScore`: closed form for two Gaussian clusters (SCIENCE.md section 3);
+* :class:`EmpiricalScore`: the exact score of the noised empirical distribution of a training set, the
+  "ideal" model of SCIENCE.md section 5 (chunked online softmax, float64);
+* :class:`NoisePredictorScore`: adapter turning a DDPM noise predictor ``eps_model(x, k)`` into a score.
+
+Sweeps run on image-shaped tensors ``(B, C, H, W)`` (what the network takes); the empirical score
+flattens internally, so both models go through the same sampler code.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 
-from diffusion_regimes.schedule import delta_t
+from diffusion_regimes.schedule import DDPMSchedule, delta_t
 
 
 def gamma_t(t: float, sigma: float) -> float:
@@ -37,3 +43,132 @@ class GaussianMixtureScore:
         m = self.m.to(dtype=x.dtype, device=x.device)
         proj = x @ m  # (B,)
         return torch.tanh(c * proj).unsqueeze(-1) * (c * m) - x / g
+
+
+def _check_time(t: float) -> None:
+    if not t > 0.0:
+        raise ValueError(f"the empirical score is singular at t = {t}; evaluate it only at t > 0")
+
+
+@dataclass(frozen=True)
+class EmpiricalScore:
+    """Exact score of the noised empirical distribution of a training set (SCIENCE.md sections 1, 5).
+
+    ``P_t^e(x) = (1/n) sum_mu N(x; a_mu e^{-t}, Delta_t I)`` gives
+    ``F(x, t) = (e^{-t} sum_mu w_mu(x) a_mu - x) / Delta_t`` with softmax weights
+    ``w_mu ∝ exp(-|x - a_mu e^{-t}|^2 / (2 Delta_t))``: the "ideal" model that memorises at t -> 0.
+
+    ``data``: training points ``(n, d)`` (flattened images).  ``x`` may have any shape ``(B, ...)`` with
+    ``prod(...) = d`` (image-shaped sweeps pass ``(B, C, H, W)``); the result has the shape and dtype of
+    ``x``.  All arithmetic is float64.  The training set is processed in chunks of rows so that the
+    ``(B, chunk)`` distance block stays below ``max_chunk_bytes``, with an online (streaming) softmax across
+    chunks, so memory does not grow with n and chunking does not change the result beyond rounding.
+    """
+
+    data: torch.Tensor  # (n, d)
+    max_chunk_bytes: int = 256 * 2**20
+
+    def __post_init__(self) -> None:
+        if self.data.dim() != 2:
+            raise ValueError(f"data must be (n, d), got shape {tuple(self.data.shape)}")
+        data = self.data.to(torch.float64)
+        object.__setattr__(self, "data", data)
+        # |a_mu|^2 once: the distance matrix is |x|^2 + |a|^2 e^{-2t} - 2 e^{-t} x.a (one matmul per chunk)
+        object.__setattr__(self, "_sq_norms", (data * data).sum(dim=1))
+
+    @property
+    def n(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def d(self) -> int:
+        return int(self.data.shape[1])
+
+    def _chunk_rows(self, batch: int) -> int:
+        # the (B, chunk) logits block and its exp are float64: 16 bytes per entry
+        return max(1, min(self.n, self.max_chunk_bytes // max(1, 16 * batch)))
+
+    def _flat(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(x.shape[0], -1).to(device=self.data.device, dtype=torch.float64)
+        if flat.shape[1] != self.d:
+            raise ValueError(f"x has {flat.shape[1]} variables per sample, the training set has d = {self.d}")
+        return flat
+
+    def _stream(self, flat: torch.Tensor, t: float, *, weighted_mean: bool):
+        """Online log-sum-exp over chunks of the logits ``-(|a e^{-t}|^2 - 2 e^{-t} x.a) / (2 Delta_t)``.
+
+        Returns ``(running max (B,), sum of exp(logit - max) (B,), weighted sum of a (B, d) or None)``.
+        The ``|x|^2`` term is constant per row and is left out (added back by :meth:`log_density`).
+        """
+        decay = math.exp(-t)
+        two_delta = 2.0 * float(delta_t(t))
+        b = flat.shape[0]
+        run_max = torch.full((b,), -math.inf, dtype=torch.float64, device=flat.device)
+        run_sum = torch.zeros(b, dtype=torch.float64, device=flat.device)
+        run_vec = torch.zeros_like(flat) if weighted_mean else None
+        rows = self._chunk_rows(b)
+        for start in range(0, self.n, rows):
+            a = self.data[start:start + rows]
+            logits = (2.0 * decay * (flat @ a.T) - decay**2 * self._sq_norms[start:start + rows]) / two_delta
+            new_max = torch.maximum(run_max, logits.max(dim=1).values)
+            rescale = torch.exp(run_max - new_max)  # exp(-inf) = 0 on the first chunk
+            weights = torch.exp(logits - new_max[:, None])
+            run_sum = run_sum * rescale + weights.sum(dim=1)
+            if run_vec is not None:
+                run_vec = run_vec * rescale[:, None] + weights @ a
+            run_max = new_max
+        return run_max, run_sum, run_vec
+
+    def __call__(self, x: torch.Tensor, t: float) -> torch.Tensor:
+        """``F(x, t)`` for ``x`` of shape ``(B, ...)``; same shape and dtype as ``x``."""
+        _check_time(t)
+        flat = self._flat(x)
+        _, run_sum, run_vec = self._stream(flat, t, weighted_mean=True)
+        posterior_mean = run_vec / run_sum[:, None]  # sum_mu w_mu a_mu
+        score = (math.exp(-t) * posterior_mean - flat) / float(delta_t(t))
+        return score.to(device=x.device, dtype=x.dtype).reshape(x.shape)
+
+    def log_density(self, x: torch.Tensor, t: float) -> torch.Tensor:
+        """``log P_t^e(x)`` for ``x`` of shape ``(B, ...)``, float64 ``(B,)`` (differentiable in ``x``)."""
+        _check_time(t)
+        flat = self._flat(x)
+        run_max, run_sum, _ = self._stream(flat, t, weighted_mean=False)
+        dt = float(delta_t(t))
+        lse = run_max + torch.log(run_sum)
+        return lse - (flat * flat).sum(dim=1) / (2.0 * dt) - math.log(self.n) - 0.5 * self.d * math.log(
+            2.0 * math.pi * dt
+        )
+
+
+class NoisePredictor(Protocol):
+    """A DDPM denoiser: ``eps_model(x (B, C, H, W) float32, k (B,) long) -> eps`` of the shape of ``x``."""
+
+    def __call__(self, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class NoisePredictorScore:
+    """Adapter: a noise-predicting network as a score ``score(x, t)`` (SCIENCE.md section 1).
+
+    ``F(x, t) = -eps(x, k) / sqrt(1 - alpha_bar(k))`` with ``k = schedule.step_of_time(t)`` (exact on the
+    DDPM grid, where the sampler evaluates it).  ``x`` may be image-shaped ``(B, C, H, W)`` or flat
+    ``(B, d)``; it is reshaped to ``(B, *image_shape)`` and cast to the network's ``dtype``/``device``, and
+    the score comes back in the shape, dtype and device of ``x``.  Evaluated without gradients.
+    """
+
+    eps_model: NoisePredictor
+    image_shape: tuple[int, ...]
+    schedule: DDPMSchedule = field(default_factory=DDPMSchedule)
+    device: torch.device | str = "cpu"
+    dtype: torch.dtype = torch.float32
+
+    def __call__(self, x: torch.Tensor, t: float) -> torch.Tensor:
+        k = self.schedule.step_of_time(t)
+        if k < 1:
+            raise ValueError(f"t = {t} maps to DDPM step 0 (clean data), where the score is undefined")
+        inp = x.reshape(x.shape[0], *self.image_shape).to(device=self.device, dtype=self.dtype)
+        steps = torch.full((x.shape[0],), k, dtype=torch.long, device=self.device)
+        with torch.no_grad():
+            eps = self.eps_model(inp, steps)
+        scale = math.sqrt(1.0 - float(self.schedule.alpha_bar[k]))
+        return (-eps.to(torch.float64) / scale).to(device=x.device, dtype=x.dtype).reshape(x.shape)

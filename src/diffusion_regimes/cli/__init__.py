@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from diffusion_regimes.cli import data as _data
+from diffusion_regimes.cli import ideal
 from diffusion_regimes.errors import PipelineError
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
@@ -20,6 +21,7 @@ Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Non
 # One module per workflow stage; each adds its sub-commands.
 COMMAND_GROUPS: tuple[Register, ...] = (
     _data.register,
+    ideal.register,
 )
 
 

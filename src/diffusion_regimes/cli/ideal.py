@@ -1,0 +1,239 @@
+"""Commands of the classifier, speciation and collapse stages (the ideal model on real data).
+
+``classifier-train``  train the two-class labeller on a prepared subset (held-out accuracy beside it)
+``regimes-clone``     cloning sweep of one model (``exact`` here; ``unet`` via the same function) on a prefix
+``regimes-entropy``   f^e(t)/alpha of a prefix and the t_C it implies (SCIENCE.md section 2)
+``regimes-row``       one row of results/tables/regimes.csv per (dataset, n, model)
+``regimes-table``     gather the rows
+``regimes-figures``   phi(t) vs t/t_S, phi_C with the t̂_C histogram and f^e/alpha, the image strip
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from diffusion_regimes.cli.common import add_spec_arguments
+from diffusion_regimes.config import from_json, to_dict
+from diffusion_regimes.errors import ConfigError, DataError
+from diffusion_regimes.provenance import atomic_path, write_json, write_table
+from diffusion_regimes.runtime import resolve_device, set_threads
+
+
+def _subset(path: str, n: int | None = None):
+    from diffusion_regimes.data import PreparedSubset
+
+    if not Path(path).is_file():
+        raise DataError(f"prepared subset not found: {path} (run the data stage: snakemake {path})")
+    subset = PreparedSubset.load(path)
+    if n is not None:
+        if n > subset.n:
+            raise ConfigError(f"ideal.n_values: n = {n} exceeds the {subset.n} images of {path}")
+        subset = subset.prefix(n)
+    return subset
+
+
+def _classifier_train(args: argparse.Namespace) -> None:
+    from diffusion_regimes.classifier import ClassifierSpec, save_classifier, train_classifier
+
+    set_threads(args.threads)
+    spec = from_json(ClassifierSpec, args.spec, where="classifier")
+    subset = _subset(args.subset)
+    trained = train_classifier(subset.images, subset.labels, spec=spec, seed=args.seed,
+                               device=resolve_device(args.device), progress=True)
+    save_classifier(trained, args.out, seed=args.seed, extra={"dataset": subset.dataset,
+                                                              "classes": list(subset.classes)})
+    if trained.accuracy < spec.min_accuracy:
+        raise DataError(f"classifier held-out accuracy {trained.accuracy:.3f} < classifier.min_accuracy "
+                        f"{spec.min_accuracy}; raise classifier.epochs or use architecture: resnet18")
+
+
+def _score(model: str, *, training: torch.Tensor, spec, checkpoint: str | None, device: torch.device):
+    """The score of ``model``: ``exact`` (empirical score of the training prefix) or ``unet``."""
+    from diffusion_regimes.score import EmpiricalScore, NoisePredictorScore
+
+    if model == "exact":
+        return EmpiricalScore(training.reshape(training.shape[0], -1).to(device),
+                              max_chunk_bytes=spec.max_chunk_bytes)
+    if model == "unet":
+        if checkpoint is None:
+            raise ConfigError("model 'unet' needs --checkpoint (the trained denoiser)")
+        from diffusion_regimes.train import load_denoiser  # provided by the UNet stage
+
+        eps_model = load_denoiser(checkpoint, device=device)
+        return NoisePredictorScore(eps_model, image_shape=tuple(training.shape[1:]), device=device)
+    raise ConfigError(f"model {model!r} is not valid; choose one of ['exact', 'unet']")
+
+
+def _regimes_clone(args: argparse.Namespace) -> None:
+    from diffusion_regimes.classifier import load_classifier, predict
+    from diffusion_regimes.regimes import IdealSpec, cloning_experiment
+
+    set_threads(args.threads)
+    spec = from_json(IdealSpec, args.spec, where="ideal")
+    device = resolve_device(args.device)
+    subset = _subset(args.subset, args.n)
+    classifier, record = load_classifier(args.classifier, device=device)
+    score = _score(args.model, training=subset.images, spec=spec, checkpoint=args.checkpoint, device=device)
+    gen = torch.Generator().manual_seed(args.seed)
+    result = cloning_experiment(score=score, training=subset.images, spec=spec, generator=gen, progress=True,
+                                labeller=lambda x: predict(classifier, x))
+    out = Path(args.out_dir)
+    config = {"ideal": to_dict(spec), "n": args.n, "model": args.model}
+    table = result.branch_table()
+    table.insert(0, "classifier_accuracy", record["held_out_accuracy"])
+    write_table(table, out / "branches.csv", config=config, seed=args.seed)
+    write_table(pd.DataFrame({"t_c_hat": result.t_collapse, "memorisation_ratio": result.memorisation}),
+                out / "trajectories.csv", config=config, seed=args.seed)
+    write_json(out / "summary.json", {**result.summary(), "classifier_accuracy": record["held_out_accuracy"]})
+    with atomic_path(out / "strip.pt") as tmp:
+        torch.save([(k, t, rows.float()) for k, t, rows in result.strip], tmp)
+
+
+def _regimes_entropy(args: argparse.Namespace) -> None:
+    from diffusion_regimes.entropy import collapse_time, excess_entropy
+    from diffusion_regimes.regimes import IdealSpec
+
+    set_threads(args.threads)
+    spec = from_json(IdealSpec, args.spec, where="ideal")
+    subset = _subset(args.subset, args.n)
+    times = np.geomspace(spec.entropy_t_min, spec.entropy_t_max, spec.entropy_times)
+    res = excess_entropy(subset.flat(torch.float64), times=times, n_prime=spec.n_prime,
+                         generator=torch.Generator().manual_seed(args.seed),
+                         max_chunk_bytes=spec.max_chunk_bytes, progress=True)
+    tc = collapse_time(res)
+    table = pd.DataFrame({"t": res.times, "f": res.f, "f_stderr": res.f_stderr, "alpha": res.alpha,
+                          "f_over_alpha": res.f / res.alpha, "t_c_entropy": tc.time,
+                          "t_c_entropy_low": tc.low, "t_c_entropy_high": tc.high, "n": res.n, "d": res.d,
+                          "n_prime": res.n_prime})
+    write_table(table, args.out, config={"ideal": to_dict(spec), "n": args.n}, seed=args.seed)
+
+
+def _spectrum_of(path: str, dataset: str) -> tuple[float, float]:
+    """(Lambda, theory t_S) of ``dataset`` from the spectra table (paper convention: first channel)."""
+    table = pd.read_csv(path)
+    rows = table[table["dataset"] == dataset] if "dataset" in table else table
+    if rows.empty:
+        raise DataError(f"{path} has no row for dataset {dataset!r}")
+    row = rows.iloc[0]
+    cols = {c.lower(): c for c in table.columns}
+    lam_col = next((cols[c] for c in cols if c.startswith("lambda")), None)
+    ts_col = next((cols[c] for c in cols if c.startswith("t_s")), None)
+    if lam_col is None:
+        raise DataError(f"{path}: no Lambda column among {list(table.columns)}")
+    lam = float(row[lam_col])
+    return lam, float(row[ts_col]) if ts_col else 0.5 * math.log(lam)
+
+
+def _regimes_row(args: argparse.Namespace) -> None:
+    summary = json.loads(Path(args.summary).read_text())
+    entropy = pd.read_csv(args.entropy)
+    lam, t_s = _spectrum_of(args.spectra, args.dataset)
+    row = {
+        "dataset": args.dataset, "model": args.model, "n": int(entropy["n"].iloc[0]),
+        "d": int(entropy["d"].iloc[0]), "alpha": float(entropy["alpha"].iloc[0]), "Lambda": lam,
+        "t_s_theory": t_s, "t_s_measured": summary["t_s_measured"], "t_s_low": summary["t_s_low"],
+        "t_s_high": summary["t_s_high"], "t_c_entropy": float(entropy["t_c_entropy"].iloc[0]),
+        "t_c_entropy_low": float(entropy["t_c_entropy_low"].iloc[0]),
+        "t_c_entropy_high": float(entropy["t_c_entropy_high"].iloc[0]),
+        "t_c_hat_mean": summary["t_c_hat_mean"], "t_c_hat_std": summary["t_c_hat_std"],
+        "t_c_hat_se": summary["t_c_hat_se"], "t_c_phi_c": summary["t_c_clones"],
+        "t_c_phi_c_low": summary["t_c_clones_low"], "t_c_phi_c_high": summary["t_c_clones_high"],
+        "memorised_fraction": summary["memorised_fraction"],
+        "memorisation_ratio_median": summary["memorisation_ratio_median"],
+        "classifier_accuracy": summary["classifier_accuracy"], "pairs": summary["pairs"],
+        "branch_times": summary["branch_times"], "steps": summary["steps"], "seed": args.seed,
+        "sweep_seconds": summary["seconds"],
+    }
+    write_table(pd.DataFrame([row]), args.out, config={"row": vars(args) | {"func": None}}, seed=args.seed)
+
+
+def _regimes_table(args: argparse.Namespace) -> None:
+    frame = pd.concat([pd.read_csv(p) for p in args.rows], ignore_index=True)
+    frame = frame.sort_values(["dataset", "model", "n"]).reset_index(drop=True)
+    write_table(frame, args.out, config={"rows": args.rows}, seed=args.seed)
+
+
+def _regimes_figures(args: argparse.Namespace) -> None:
+    from diffusion_regimes.plots import save_figure
+    from diffusion_regimes.plots.regimes import collapse_figure, phi_figure, strip_figure
+
+    table = pd.read_csv(args.table)
+    rows = table[table["dataset"] == args.dataset]
+    if rows.empty:
+        raise DataError(f"{args.table} has no rows for dataset {args.dataset!r}")
+    t_s = float(rows["t_s_theory"].iloc[0])
+    base = Path(args.regimes_dir)
+    labelled = [(f"{r.model}, n = {r.n}", pd.read_csv(base / f"n{r.n}" / r.model / "branches.csv"))
+                for r in rows.itertuples()]
+    cfg = {"dataset": args.dataset}
+    save_figure(phi_figure(labelled, t_s_theory=t_s), args.phi, config=cfg, seed=args.seed)
+    top = rows[rows["model"] == "exact"].sort_values("n").iloc[-1]
+    folder = base / f"n{int(top['n'])}"
+    fig = collapse_figure(branches=pd.read_csv(folder / "exact" / "branches.csv"),
+                          t_collapse=pd.read_csv(folder / "exact" / "trajectories.csv")["t_c_hat"].to_numpy(),
+                          entropy=pd.read_csv(folder / "entropy.csv"), t_c_entropy=float(top["t_c_entropy"]),
+                          title=f"{args.dataset}, exact empirical score, n = {int(top['n'])}, "
+                                f"alpha = {top['alpha']:.4f}")
+    save_figure(fig, args.collapse, config=cfg, seed=args.seed)
+    subset = _subset(args.subset)
+    strip = torch.load(folder / "exact" / "strip.pt", weights_only=True)
+    save_figure(strip_figure(strip, to_pixels=subset.to_pixels), args.strip, config=cfg, seed=args.seed)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("classifier-train", help="train the two-class labeller on a prepared subset")
+    add_spec_arguments(p)
+    p.add_argument("--subset", required=True)
+    p.add_argument("--out", required=True, help="checkpoint path (.pt); the accuracy goes to .json beside it")
+    p.set_defaults(func=_classifier_train)
+
+    p = sub.add_parser("regimes-clone", help="shared-trunk cloning sweep of one model on a subset prefix")
+    add_spec_arguments(p)
+    p.add_argument("--subset", required=True)
+    p.add_argument("--classifier", required=True)
+    p.add_argument("--n", type=int, required=True, help="training-set size (prefix of the subset)")
+    p.add_argument("--model", default="exact", choices=("exact", "unet"))
+    p.add_argument("--checkpoint", default=None, help="denoiser checkpoint (model unet)")
+    p.add_argument("--out-dir", required=True)
+    p.set_defaults(func=_regimes_clone)
+
+    p = sub.add_parser("regimes-entropy", help="excess entropy f^e(t)/alpha of a subset prefix")
+    add_spec_arguments(p)
+    p.add_argument("--subset", required=True)
+    p.add_argument("--n", type=int, required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_regimes_entropy)
+
+    p = sub.add_parser("regimes-row", help="one row of the regimes table")
+    p.add_argument("--summary", required=True)
+    p.add_argument("--entropy", required=True)
+    p.add_argument("--spectra", required=True)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_regimes_row)
+
+    p = sub.add_parser("regimes-table", help="gather regimes rows into one table")
+    p.add_argument("--rows", nargs="+", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_regimes_table)
+
+    p = sub.add_parser("regimes-figures", help="phi, phi_C / t_C and strip figures of one dataset")
+    p.add_argument("--table", required=True)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--regimes-dir", required=True, help="results/regimes/{dataset}")
+    p.add_argument("--subset", required=True)
+    p.add_argument("--phi", required=True)
+    p.add_argument("--collapse", required=True)
+    p.add_argument("--strip", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_regimes_figures)

@@ -1,0 +1,21 @@
+# Classifier stage: the two-class labeller of generated samples (SCIENCE.md section 5).
+
+
+rule classifier:
+    input:
+        subset="results/data/{dataset}/subset.pt",
+    output:
+        checkpoint="results/classifier/{dataset}/classifier.pt",
+        accuracy="results/classifier/{dataset}/classifier.json",
+    params:
+        spec=lambda wc: spec("classifier"),
+    log:
+        "results/logs/classifier/{dataset}.log",
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=30,
+        gpu=1,
+    shell:
+        "{CLI} classifier-train --spec {params.spec:q} --seed {config[seed]} --device {config[device]}"
+        " --threads {threads} --subset {input.subset} --out {output.checkpoint} 2> {log}"

@@ -1,0 +1,19 @@
+# Collapse stage: excess entropy f^e(t)/alpha of each training prefix (SCIENCE.md section 2).
+
+
+rule regimes_entropy:
+    input:
+        subset="results/data/{dataset}/subset.pt",
+    output:
+        table="results/regimes/{dataset}/n{n}/entropy.csv",
+    params:
+        spec=lambda wc: spec("ideal"),
+    log:
+        "results/logs/regimes/{dataset}_n{n}_entropy.log",
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "{CLI} regimes-entropy --spec {params.spec:q} --seed {config[seed]} --threads {threads}"
+        " --subset {input.subset} --n {wildcards.n} --out {output.table} 2> {log}"
