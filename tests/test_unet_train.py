@@ -137,3 +137,34 @@ def test_sampling_runs_the_ancestral_sampler(tmp_path):
     assert seen == [(2, False)]
     x = sample(res.model, n=2, shape=(1, 16, 16), generator=torch.Generator().manual_seed(0))
     assert x.shape == (2, 1, 16, 16) and torch.isfinite(x).all()
+
+
+def test_train_and_report_writes_outputs(tmp_path):
+    import torch as _torch
+
+    from diffusion_regimes.cli.train import train_and_report
+    from diffusion_regimes.provenance import sidecar_path
+
+    cfg = TrainConfig(steps=2, batch_size=4, checkpoint_every=2, log_every=1, grid_images=2)
+    out = {"checkpoint": tmp_path / "final.pt", "loss_table": tmp_path / "loss.csv",
+           "figure": tmp_path / "fig.pdf"}
+    res = train_and_report(_images(n=8), to_pixels=lambda x: x + 0.5, dataset="synthetic",
+                           unet=UNetSpec(preset="tiny"), config=cfg, seed=0, device=_torch.device("cpu"),
+                           run_dir=tmp_path / "runs", **out)
+    for path in [*out.values(), tmp_path / "fig.png"]:
+        assert path.exists() and sidecar_path(path).exists(), path
+    assert (res.run_dir / "samples-00000002.png").exists()
+    model = load_denoiser(out["checkpoint"])
+    assert count_parameters(model) == count_parameters(UNet(TINY16))
+
+
+@pytest.mark.parametrize("overlay", [None, "tiny.yaml", "paper.yaml"])
+def test_configs_validate_and_build(repo, overlay):
+    from diffusion_regimes.config import build, deep_merge, load_yaml, validate
+
+    config = load_yaml(repo / "config" / "config.yaml")
+    if overlay:
+        config = deep_merge(config, load_yaml(repo / "config" / overlay))
+    validate(config, repo / "workflow" / "schemas" / "config.schema.yaml")
+    build(TrainConfig, config["train"])
+    build(UNetSpec, config["unet"]).resolve(in_channels=1, image_size=32)

@@ -61,6 +61,11 @@ class TrainConfig:
     bf16: bool = False  # GPU only: bfloat16 autocast of the network
     channels_last: bool = False  # GPU only: NHWC memory layout
     compile: bool = False  # GPU only: torch.compile of the training forward pass
+    # Workflow-only keys (which subsets, scheduler resources); they do not change the training.
+    datasets: tuple[str, ...] | None = None
+    threads: int = 2
+    mem_mb: int = 4000
+    runtime_min: int = 60
 
     def __post_init__(self) -> None:
         positive = ("steps", "batch_size", "checkpoint_every", "keep_checkpoints", "log_every")
