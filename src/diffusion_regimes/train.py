@@ -196,7 +196,7 @@ def load_checkpoint(path: str | Path, *, device: torch.device | str = "cpu") -> 
 
 
 def load_denoiser(path: str | Path, *, weights: str = "auto", device: torch.device | str = "cpu") -> UNet:
-    """The UNet stored in a checkpoint, in eval mode; ``weights``: ``model``, ``ema`` or ``auto`` (EMA if any)."""
+    """The UNet of a checkpoint, in eval mode; ``weights``: ``model``, ``ema`` or ``auto`` (EMA if any)."""
     ckpt = load_checkpoint(path, device=device)
     from diffusion_regimes.config import build
 
@@ -257,7 +257,7 @@ def train_ddpm(
     on_checkpoint: CheckpointHook | None = None,
     progress: bool = False,
 ) -> TrainResult:
-    """Train (or resume training of) the UNet on ``images`` ``(n, C, H, W)`` float32 for ``config.steps`` steps.
+    """Train (or resume) the UNet on ``images`` ``(n, C, H, W)`` float32 for ``config.steps`` steps.
 
     Resumes from the newest checkpoint in ``run_dir/<key>`` with step <= ``config.steps``.  A non-finite
     loss raises :class:`TrainingError` before anything is written, so the last checkpoint stays good.
@@ -337,7 +337,7 @@ def train_ddpm(
                 losses = torch.stack(pending).float().cpu()
                 if not torch.isfinite(losses).all():
                     good = list_checkpoints(run_dir)
-                    kept = f"the last good checkpoint is {good[-1][1]}" if good else "no checkpoint was written yet"
+                    kept = f"the last good checkpoint is {good[-1][1]}" if good else "no checkpoint exists yet"
                     raise TrainingError(
                         f"non-finite training loss between steps {done - len(pending) + 1} and {done}; "
                         f"training stopped and {kept}. Check the data for NaN/inf or lower train.lr."

@@ -48,7 +48,9 @@ class UNetConfig:
         if levels < 1 or self.num_res_blocks < 1 or self.base_channels < 1 or self.in_channels < 1:
             raise ConfigError(f"unet: invalid architecture {self}")
         if any(not 0 <= lv < levels for lv in self.attention_levels):
-            raise ConfigError(f"unet.attention_levels must lie in [0, {levels - 1}], got {self.attention_levels}")
+            raise ConfigError(
+                f"unet.attention_levels must lie in [0, {levels - 1}], got {self.attention_levels}"
+            )
         if self.image_size % 2 ** (levels - 1):
             raise ConfigError(
                 f"unet: image_size {self.image_size} is not divisible by 2^{levels - 1} "
@@ -57,7 +59,8 @@ class UNetConfig:
         for mult in self.channel_mult:
             if (self.base_channels * mult) % self.groups:
                 raise ConfigError(
-                    f"unet: base_channels*mult = {self.base_channels * mult} not divisible by groups={self.groups}"
+                    f"unet: base_channels*mult = {self.base_channels * mult} "
+                    f"not divisible by groups={self.groups}"
                 )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"unet.dropout must lie in [0, 1), got {self.dropout}")
@@ -105,14 +108,15 @@ class UNetSpec:
         base = preset(self.preset, in_channels=in_channels, image_size=image_size)
         overrides = {
             name: getattr(self, name)
-            for name in ("base_channels", "channel_mult", "num_res_blocks", "attention_levels", "dropout", "groups")
+            for name in ("base_channels", "channel_mult", "num_res_blocks", "attention_levels", "dropout",
+                         "groups")
             if getattr(self, name) is not None
         }
         return replace(base, **overrides)
 
 
 def timestep_embedding(k: torch.Tensor, dim: int, *, max_period: float = 10_000.0) -> torch.Tensor:
-    """Sinusoidal embedding of the DDPM steps ``k`` (shape ``(B,)``) -> ``(B, dim)`` float32 (Vaswani et al.)."""
+    """Sinusoidal embedding (Vaswani et al.) of the DDPM steps ``k`` ``(B,)`` -> ``(B, dim)`` float32."""
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=k.device) / half)
     args = k.float()[:, None] * freqs[None]
@@ -194,7 +198,7 @@ class _Stage(nn.Module):
 
 
 class UNet(nn.Module):
-    """``forward(x, k)``: ``x`` of shape ``(B, C, H, W)``, ``k`` ``(B,)`` long DDPM steps -> noise ``(B, C, H, W)``."""
+    """``forward(x, k)``: ``x`` ``(B, C, H, W)``, ``k`` ``(B,)`` long DDPM steps -> noise ``(B, C, H, W)``."""
 
     def __init__(self, config: UNetConfig) -> None:
         super().__init__()

@@ -14,14 +14,22 @@ from diffusion_regimes.cli.common import add_spec_arguments
 from diffusion_regimes.config import from_json, to_dict
 from diffusion_regimes.errors import DataError
 from diffusion_regimes.provenance import write_sidecar, write_table
-from diffusion_regimes.train import LOSS_LOG, TrainConfig, TrainResult, load_checkpoint, sample, save_checkpoint, train_ddpm
+from diffusion_regimes.train import (
+    LOSS_LOG,
+    TrainConfig,
+    TrainResult,
+    load_checkpoint,
+    sample,
+    save_checkpoint,
+    train_ddpm,
+)
 from diffusion_regimes.unet import UNetSpec
 
 log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train-ddpm", help="train the DDPM UNet on a prepared subset (resumes from checkpoints)")
+    p = sub.add_parser("train-ddpm", help="train the DDPM UNet on a prepared subset (resumes if stopped)")
     add_spec_arguments(p)
     p.add_argument("--unet-spec", required=True, help="JSON of the `unet` config section")
     p.add_argument("--dataset", required=True, help="subset name (a key of `datasets:`)")
@@ -97,8 +105,9 @@ def train_and_report(
     write_table(frame, loss_table, config=record, seed=seed)
 
     sampler_model = result.ema if result.ema is not None else result.model
-    pixels = to_pixels(grid_samples(sampler_model, result.step, result.run_dir)) if config.grid_images else \
-        torch.zeros(0, *shape)
+    pixels = torch.zeros(0, *shape)
+    if config.grid_images:
+        pixels = to_pixels(grid_samples(sampler_model, result.step, result.run_dir))
     fig = training_figure(frame["step"].to_numpy(), frame["loss"].to_numpy(), pixels,
                           title=f"DDPM UNet on {dataset} (n = {images.shape[0]}, batch {batch})")
     save_figure(fig, figure, config=record, seed=seed)

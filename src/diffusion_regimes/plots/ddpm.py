@@ -19,7 +19,8 @@ def image_grid(images: torch.Tensor, *, columns: int | None = None, pad: int = 1
     arr = images.detach().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy()
     for i in range(n):
         r, col = divmod(i, columns)
-        grid[pad + r * (h + pad): pad + r * (h + pad) + h, pad + col * (w + pad): pad + col * (w + pad) + w] = arr[i]
+        top, left = pad + r * (h + pad), pad + col * (w + pad)
+        grid[top: top + h, left: left + w] = arr[i]
     return grid
 
 
