@@ -12,6 +12,7 @@ include: "workflow/rules/spectra.smk"
 include: "workflow/rules/classifier.smk"
 include: "workflow/rules/collapse.smk"
 include: "workflow/rules/speciation.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:

@@ -10,6 +10,8 @@ import argparse
 from collections.abc import Callable, Sequence
 
 from diffusion_regimes.benchmarks import baseline, empirical_score
+from diffusion_regimes.benchmarks import baseline
+from diffusion_regimes.benchmarks import unet as _unet
 
 
 def _matmul(args: argparse.Namespace) -> None:
@@ -21,6 +23,7 @@ def _matmul(args: argparse.Namespace) -> None:
 BENCHMARKS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
     "matmul": (_matmul, "the float32 matmul baseline alone"),
     "score": (empirical_score.run, "exact empirical score evaluations/s vs the matmul rate"),
+    "unet": (_unet.run, "UNet training/sampling images/s and FLOP rate (default and paper presets)"),
 }
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from diffusion_regimes.cli import data as _data
 from diffusion_regimes.cli import ideal
+from diffusion_regimes.cli import train as _train
 from diffusion_regimes.errors import PipelineError
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
@@ -22,6 +23,7 @@ Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Non
 COMMAND_GROUPS: tuple[Register, ...] = (
     _data.register,
     ideal.register,
+    _train.register,
 )
 
 

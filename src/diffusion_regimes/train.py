@@ -1,0 +1,371 @@
+"""Resumable DDPM training of the noise-predicting UNet (SCIENCE.md section 6).
+
+Loss: ``E || xi - xi_theta(sqrt(alpha_bar(k)) a + sqrt(1 - alpha_bar(k)) xi, k) ||^2`` with ``k`` uniform
+in ``1..L`` on the 1000-step linear schedule (SCIENCE.md section 1), Adam at a constant learning rate,
+all n images, no augmentation.  Steps count optimiser steps.
+
+Reproducibility (ARCHITECTURE.md principle 2): the batch of step ``s`` is a pure function of
+``(seed, s)`` (epoch-wise permutations drawn from a generator seeded by ``(seed, epoch)``); the noise and
+the steps ``k`` come from one explicit generator whose state is checkpointed together with the global
+torch RNG (dropout) and the optimiser.  A run resumed from any checkpoint therefore reaches the same
+weights, bit for bit on a CPU, as an uninterrupted run.
+
+Checkpoints live in ``run_dir/<key>/ckpt-XXXXXXXX.pt`` where ``key`` hashes everything that changes the
+trajectory of training except its length (architecture, learning rate, batch size, EMA, seed, data):
+a changed config starts a fresh run, a longer ``steps`` continues the old one.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from diffusion_regimes.config import to_dict
+from diffusion_regimes.errors import ConfigError, TrainingError
+from diffusion_regimes.provenance import atomic_path
+from diffusion_regimes.sampler import DDPMAncestral, run_trajectories
+from diffusion_regimes.schedule import DDPMSchedule
+from diffusion_regimes.unet import UNet, UNetConfig
+from diffusion_regimes.unet_score import UNetNoiseScore
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_RE = re.compile(r"^ckpt-(\d{8})\.pt$")
+LOSS_LOG = "loss.csv"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Config section ``train`` (config/README.md explains every key)."""
+
+    steps: int = 600
+    batch_size: int = 64
+    batch_size_by_dataset: dict[str, int] = field(default_factory=dict)  # paper: 64 for LSUN
+    lr: float = 1e-4
+    checkpoint_every: int = 300
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    ema_decay: float = 0.0  # 0 disables the exponential moving average of the weights
+    grid_images: int = 8  # samples drawn (1000 ancestral steps) for the grid at every checkpoint
+    bf16: bool = False  # GPU only: bfloat16 autocast of the network
+    channels_last: bool = False  # GPU only: NHWC memory layout
+    compile: bool = False  # GPU only: torch.compile of the training forward pass
+    # Workflow-only keys (which subsets, scheduler resources); they do not change the training.
+    datasets: tuple[str, ...] | None = None
+    threads: int = 2
+    mem_mb: int = 4000
+    runtime_min: int = 60
+
+    def __post_init__(self) -> None:
+        positive = ("steps", "batch_size", "checkpoint_every", "keep_checkpoints", "log_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ConfigError(f"train.lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"train.ema_decay must lie in [0, 1), got {self.ema_decay}")
+
+    def batch_size_for(self, dataset: str) -> int:
+        return int(self.batch_size_by_dataset.get(dataset, self.batch_size))
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model: UNet  # trained weights (eval mode)
+    ema: UNet | None  # EMA weights when enabled (eval mode)
+    step: int
+    run_dir: Path  # the folder holding checkpoints and the loss log
+    checkpoint: Path  # the newest checkpoint (step == ``step``)
+    resumed_from: int  # 0 for a fresh run
+
+
+def batch_indices(step: int, *, n: int, batch_size: int, seed: int) -> torch.Tensor:
+    """Indices ``(batch_size,)`` of the images in optimiser step ``step`` (0-based).
+
+    The data stream is the concatenation of per-epoch permutations of ``range(n)``, epoch ``e`` drawn from
+    a CPU generator seeded by ``(seed, e)``; step ``s`` takes positions ``s B .. (s+1) B - 1`` of that
+    stream.  Pure function of its arguments: nothing to carry across a resume.
+    """
+    pos = torch.arange(step * batch_size, (step + 1) * batch_size)
+    epochs, offsets = pos // n, pos % n
+    out = torch.empty(batch_size, dtype=torch.long)
+    for epoch in torch.unique(epochs).tolist():
+        gen = torch.Generator().manual_seed(_mix(seed, epoch))
+        perm = torch.randperm(n, generator=gen)
+        sel = epochs == epoch
+        out[sel] = perm[offsets[sel]]
+    return out
+
+
+def _mix(seed: int, stream: int) -> int:
+    """A 63-bit seed for sub-stream ``stream`` of ``seed`` (hash, so nearby seeds do not overlap)."""
+    digest = hashlib.sha256(f"{seed}:{stream}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def ddpm_loss(
+    model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    a: torch.Tensor,
+    *,
+    alpha_bar: torch.Tensor,
+    generator: torch.Generator,
+    bf16: bool = False,
+) -> torch.Tensor:
+    """Noise-prediction loss on a batch ``a`` ``(B, C, H, W)``; ``alpha_bar`` ``(L+1,)`` on ``a.device``.
+
+    ``k ~ U{1..L}``, ``xi ~ N(0, I)``, ``x(k) = sqrt(abar) a + sqrt(1 - abar) xi`` (SCIENCE.md section 1).
+    """
+    n_steps = alpha_bar.numel() - 1
+    k = torch.randint(1, n_steps + 1, (a.shape[0],), generator=generator, device=a.device)
+    xi = torch.randn(a.shape, generator=generator, device=a.device, dtype=a.dtype)
+    abar = alpha_bar[k].to(a.dtype).view(-1, 1, 1, 1)
+    x_k = abar.sqrt() * a + (1.0 - abar).sqrt() * xi
+    with torch.autocast(device_type=a.device.type, dtype=torch.bfloat16, enabled=bf16):
+        pred = model(x_k, k)
+    return F.mse_loss(pred.float(), xi)
+
+
+@torch.no_grad()
+def sample(
+    model: nn.Module,
+    *,
+    n: int,
+    shape: tuple[int, int, int],
+    generator: torch.Generator,
+    schedule: DDPMSchedule | None = None,
+    bf16: bool = False,
+    progress: bool = False,
+) -> torch.Tensor:
+    """``n`` images ``(n, C, H, W)`` by ancestral DDPM sampling from pure noise (``model`` in eval mode)."""
+    schedule = schedule or DDPMSchedule()
+    device = next(model.parameters()).device
+    x = torch.randn((n, *shape), generator=generator, device=device)
+    score = UNetNoiseScore(model=model, schedule=schedule, autocast_bf16=bf16)
+    return run_trajectories(x, integrator=DDPMAncestral(schedule), score=score, generator=generator,
+                            progress=progress)
+
+
+def run_key(*, model_config: UNetConfig, config: TrainConfig, batch_size: int, seed: int,
+            images: torch.Tensor) -> str:
+    """Hash of everything that determines the training trajectory except its length."""
+    data_hash = hashlib.sha256(images.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+    key = {
+        "unet": to_dict(model_config),
+        "lr": config.lr,
+        "batch_size": batch_size,
+        "ema_decay": config.ema_decay,
+        "seed": seed,
+        "data": [list(images.shape), data_hash],
+        "schedule": to_dict(DDPMSchedule()),
+        "bf16": config.bf16,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def checkpoint_path(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / f"ckpt-{step:08d}.pt"
+
+
+def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """``(step, path)`` of every complete checkpoint in ``run_dir``, ascending."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in run_dir.iterdir() if (m := CHECKPOINT_RE.match(p.name))]
+    return sorted(found)
+
+
+def load_checkpoint(path: str | Path, *, device: torch.device | str = "cpu") -> dict:
+    """A checkpoint's dictionary (tensors on ``device``), loaded with ``weights_only=True``."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError as exc:
+        raise TrainingError(f"checkpoint not found: {path}") from exc
+
+
+def load_denoiser(path: str | Path, *, weights: str = "auto", device: torch.device | str = "cpu") -> UNet:
+    """The UNet of a checkpoint, in eval mode; ``weights``: ``model``, ``ema`` or ``auto`` (EMA if any)."""
+    ckpt = load_checkpoint(path, device=device)
+    from diffusion_regimes.config import build
+
+    model = UNet(build(UNetConfig, ckpt["config"]["unet"], where=f"{path}:unet")).to(device)
+    if weights not in ("auto", "model", "ema"):
+        raise ConfigError(f"weights: {weights!r} is not valid; choose one of ['auto', 'model', 'ema']")
+    if weights == "ema" and ckpt.get("ema") is None:
+        raise TrainingError(f"{path} holds no EMA weights (train.ema_decay was 0)")
+    use_ema = weights == "ema" or (weights == "auto" and ckpt.get("ema") is not None)
+    model.load_state_dict(ckpt["ema"] if use_ema else ckpt["model"])
+    return model.eval()
+
+
+def save_checkpoint(path: Path, payload: dict) -> None:
+    """Atomic ``torch.save``: a killed job never leaves a truncated checkpoint under its final name."""
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def _rng_state(device: torch.device, noise_gen: torch.Generator) -> dict:
+    return {
+        "torch_cpu": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "noise": noise_gen.get_state(),
+    }
+
+
+def _set_rng_state(state: dict, device: torch.device, noise_gen: torch.Generator) -> None:
+    torch.set_rng_state(state["torch_cpu"].cpu())
+    if device.type == "cuda" and state.get("cuda") is not None:
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+    noise_gen.set_state(state["noise"].cpu())
+
+
+def _truncate_loss_log(path: Path, step: int) -> None:
+    """Drop loss rows logged after ``step`` (a killed run may have logged past its last checkpoint)."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines()
+    kept = lines[:1] + [ln for ln in lines[1:] if ln and int(ln.split(",")[0]) <= step]
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(kept) + "\n")
+
+
+CheckpointHook = Callable[[int, nn.Module, Path], None]
+"""``hook(step, sampling_model, run_dir)`` after every checkpoint (sampling_model: EMA if any, eval mode)."""
+
+
+def train_ddpm(
+    images: torch.Tensor,
+    *,
+    model_config: UNetConfig,
+    config: TrainConfig,
+    run_dir: str | Path,
+    seed: int,
+    device: torch.device | str = "cpu",
+    batch_size: int | None = None,
+    on_checkpoint: CheckpointHook | None = None,
+    progress: bool = False,
+) -> TrainResult:
+    """Train (or resume) the UNet on ``images`` ``(n, C, H, W)`` float32 for ``config.steps`` steps.
+
+    Resumes from the newest checkpoint in ``run_dir/<key>`` with step <= ``config.steps``.  A non-finite
+    loss raises :class:`TrainingError` before anything is written, so the last checkpoint stays good.
+    """
+    device = torch.device(device)
+    if images.ndim != 4:
+        raise TrainingError(f"images must have shape (n, C, H, W), got {tuple(images.shape)}")
+    n, c, h, w = images.shape
+    if h != model_config.image_size or w != model_config.image_size or c != model_config.in_channels:
+        raise TrainingError(f"images {tuple(images.shape[1:])} do not match the UNet input {model_config}")
+    batch_size = batch_size or config.batch_size
+    gpu = device.type == "cuda"
+    key = run_key(model_config=model_config, config=config, batch_size=batch_size, seed=seed, images=images)
+    run_dir = Path(run_dir) / key
+    run_dir.mkdir(parents=True, exist_ok=True)
+    loss_log = run_dir / LOSS_LOG
+    config_record = {"unet": to_dict(model_config), "train": to_dict(config), "seed": seed,
+                     "batch_size": batch_size, "key": key}
+
+    fork_devices = [device] if gpu else []
+    with torch.random.fork_rng(devices=fork_devices):
+        torch.manual_seed(_mix(seed, -1))  # dropout (global RNG); restored from the checkpoint on resume
+        model = UNet(model_config).to(device)  # initialisation from the same seeded global RNG
+        ema = copy.deepcopy(model).requires_grad_(False) if config.ema_decay > 0 else None
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        noise_gen = torch.Generator(device=device).manual_seed(_mix(seed, -2))
+        alpha_bar = DDPMSchedule().alpha_bar.to(device)
+
+        start = 0
+        candidates = [(s, p) for s, p in list_checkpoints(run_dir) if s <= config.steps]
+        if candidates:
+            start, path = candidates[-1]
+            ckpt = load_checkpoint(path, device=device)
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            if ema is not None:
+                ema.load_state_dict(ckpt["ema"])
+            _set_rng_state(ckpt["rng"], device, noise_gen)
+            log.info("resuming from %s (step %d of %d)", path, start, config.steps)
+        _truncate_loss_log(loss_log, start)
+        if not loss_log.exists():
+            loss_log.write_text("step,loss,images_per_s,elapsed_s\n")
+
+        if gpu and config.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        forward = torch.compile(model) if (gpu and config.compile) else model
+        data = images.to(device=device, dtype=torch.float32)
+        if gpu and config.channels_last:
+            data = data.contiguous(memory_format=torch.channels_last)
+        bf16 = gpu and config.bf16
+        ema_params = list(ema.parameters()) if ema is not None else []
+        params = list(model.parameters())
+
+        model.train()
+        pending: list[torch.Tensor] = []
+        t_log = time.perf_counter()
+        t0 = t_log
+        newest = checkpoint_path(run_dir, start)
+        steps = range(start, config.steps)
+        if progress:
+            from tqdm.auto import tqdm
+
+            steps = tqdm(steps, desc="train DDPM", unit="step", initial=start, total=config.steps)
+        for step in steps:
+            idx = batch_indices(step, n=n, batch_size=batch_size, seed=seed).to(device)
+            loss = ddpm_loss(forward, data[idx], alpha_bar=alpha_bar, generator=noise_gen, bf16=bf16)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if ema is not None:
+                torch._foreach_lerp_(ema_params, params, 1.0 - config.ema_decay)
+            pending.append(loss.detach())
+            done = step + 1
+            at_checkpoint = done % config.checkpoint_every == 0 or done == config.steps
+            if done % config.log_every == 0 or at_checkpoint:
+                # One host sync per log interval, not per step.
+                losses = torch.stack(pending).float().cpu()
+                if not torch.isfinite(losses).all():
+                    good = list_checkpoints(run_dir)
+                    kept = f"the last good checkpoint is {good[-1][1]}" if good else "no checkpoint exists yet"
+                    raise TrainingError(
+                        f"non-finite training loss between steps {done - len(pending) + 1} and {done}; "
+                        f"training stopped and {kept}. Check the data for NaN/inf or lower train.lr."
+                    )
+                now = time.perf_counter()
+                rate = len(pending) * batch_size / max(now - t_log, 1e-9)
+                with loss_log.open("a") as fh:
+                    fh.write(f"{done},{losses.mean().item():.8g},{rate:.4g},{now - t0:.4g}\n")
+                pending, t_log = [], now
+            if at_checkpoint:
+                newest = checkpoint_path(run_dir, done)
+                save_checkpoint(newest, {
+                    "step": done,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "ema": ema.state_dict() if ema is not None else None,
+                    "rng": _rng_state(device, noise_gen),
+                    "config": config_record,
+                })
+                for _, old in list_checkpoints(run_dir)[: -config.keep_checkpoints]:
+                    old.unlink()
+                if on_checkpoint is not None:
+                    sampler_model = ema if ema is not None else model
+                    sampler_model.eval()
+                    on_checkpoint(done, sampler_model, run_dir)
+                    model.train()
+    model.eval()
+    if start >= config.steps and not checkpoint_path(run_dir, start).exists():
+        raise TrainingError(f"nothing to train and no checkpoint at step {start} in {run_dir}")
+    return TrainResult(model=model, ema=ema.eval() if ema is not None else None, step=config.steps,
+                       run_dir=run_dir, checkpoint=checkpoint_path(run_dir, config.steps), resumed_from=start)

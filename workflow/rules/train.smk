@@ -1,0 +1,58 @@
+# Learned denoisers (SCIENCE.md section 6): DDPM training of the UNet on each prepared subset.
+#
+# Resuming: checkpoints go to results/models/{dataset}/unet/runs/<config hash>/, which is NOT an output
+# of the rule.  Snakemake deletes only the declared outputs of a failed or killed job, so the
+# checkpoints survive and re-running the rule continues from the newest one (same config hash) with
+# bit-identical results.  The declared outputs are written only after the last step.
+
+
+def ddpm_datasets():
+    chosen = config["train"].get("datasets")
+    return list(chosen) if chosen is not None else list(config.get("datasets", {}))
+
+
+rule train_ddpm:
+    input:
+        subset="results/data/{dataset}/subset.pt",
+    output:
+        checkpoint="results/models/{dataset}/unet/final.pt",
+        loss="results/tables/ddpm_loss_{dataset}.csv",
+        figure=report(
+            "results/figures/ddpm_training_{dataset}.pdf",
+            caption="../report/ddpm_training.rst",
+            category="Learned denoisers",
+        ),
+        png="results/figures/ddpm_training_{dataset}.png",
+        sidecars=[
+            provenance(p)
+            for p in (
+                "results/models/{dataset}/unet/final.pt",
+                "results/tables/ddpm_loss_{dataset}.csv",
+                "results/figures/ddpm_training_{dataset}.pdf",
+                "results/figures/ddpm_training_{dataset}.png",
+            )
+        ],
+    params:
+        spec=spec("train"),
+        unet=spec("unet"),
+        run_dir=lambda wc: f"results/models/{wc.dataset}/unet/runs",
+    log:
+        "results/logs/train_ddpm/{dataset}.log",
+    threads: config["train"]["threads"]
+    resources:
+        gpu=1,
+        mem_mb=config["train"]["mem_mb"],
+        runtime=config["train"]["runtime_min"],
+    shell:
+        "{CLI} train-ddpm --spec {params.spec:q} --unet-spec {params.unet:q} --seed {config[seed]}"
+        " --device {config[device]} --threads {threads} --dataset {wildcards.dataset}"
+        " --subset {input.subset} --run-dir {params.run_dir} --checkpoint {output.checkpoint}"
+        " --loss-table {output.loss} --figure {output.figure} 2> {log}"
+
+
+TARGETS.extend(
+    expand(
+        ["results/models/{dataset}/unet/final.pt", "results/figures/ddpm_training_{dataset}.pdf"],
+        dataset=ddpm_datasets(),
+    )
+)
