@@ -48,12 +48,14 @@ def test_unet_rows_end_to_end(tmp_path):
     _subset(tmp_path / "subset.pt")
     spec = json.dumps(IDEAL)
     common = ["--seed", "0", "--device", "cpu", "--threads", "1"]
-    assert main(["classifier-train", "--spec", json.dumps({"epochs": 3, "min_accuracy": 0.0, "batch_size": 8}),
-                 *common, "--subset", str(tmp_path / "subset.pt"), "--out", str(tmp_path / "clf.pt")]) == 0
+    clf_spec = json.dumps({"epochs": 3, "min_accuracy": 0.0, "batch_size": 8})
+    assert main(["classifier-train", "--spec", clf_spec, *common, "--subset", str(tmp_path / "subset.pt"),
+                 "--out", str(tmp_path / "clf.pt")]) == 0
     train = {"steps": 3, "batch_size": 8, "checkpoint_every": 3, "log_every": 1, "grid_images": 0}
     ckpt = tmp_path / "final.pt"
-    assert main(["train-ddpm", "--spec", json.dumps(train), "--unet-spec", json.dumps({"preset": "tiny"}), *common,
-                 "--dataset", "toy", "--subset", str(tmp_path / "subset.pt"), "--run-dir", str(tmp_path / "runs"),
+    assert main(["train-ddpm", "--spec", json.dumps(train), "--unet-spec", json.dumps({"preset": "tiny"}),
+                 *common, "--dataset", "toy", "--subset", str(tmp_path / "subset.pt"),
+                 "--run-dir", str(tmp_path / "runs"),
                  "--checkpoint", str(ckpt), "--loss-table", str(tmp_path / "loss.csv"),
                  "--figure", str(tmp_path / "train.pdf")]) == 0
 
@@ -80,8 +82,8 @@ def test_unet_rows_end_to_end(tmp_path):
     rows = []
     for model in ("exact", "unet"):
         rows.append(str(tmp_path / f"n{N}" / model / "row.csv"))
-        assert main(["regimes-row", "--summary", str(tmp_path / f"n{N}" / model / "summary.json"), "--entropy",
-                     str(tmp_path / f"n{N}" / "entropy.csv"), "--spectra", str(tmp_path / "s.csv"),
+        assert main(["regimes-row", "--summary", str(tmp_path / f"n{N}" / model / "summary.json"),
+                     "--entropy", str(tmp_path / f"n{N}" / "entropy.csv"), "--spectra", str(tmp_path / "s.csv"),
                      "--dataset", "toy", "--model", model, "--out", rows[-1]]) == 0
     assert main(["regimes-table", "--rows", *rows, "--out", str(tmp_path / "regimes.csv")]) == 0
     table = pd.read_csv(tmp_path / "regimes.csv").set_index("model")
@@ -94,3 +96,21 @@ def test_unet_rows_end_to_end(tmp_path):
                  "--regimes-dir", str(tmp_path), "--subset", str(tmp_path / "subset.pt"),
                  *[a for stem, p in figs.items() for a in (f"--{stem}", str(p))]]) == 0
     assert all(p.is_file() and p.with_suffix(".png").is_file() for p in figs.values())
+
+
+@pytest.mark.slow
+def test_tiny_workflow_has_unet_rows(repo, tmp_path):
+    """The default workflow under config/tiny.yaml builds the regimes table with exact and unet rows."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(repo / "src")}
+    cmd = [sys.executable, "-m", "snakemake", "results/tables/regimes.csv",
+           "results/figures/regimes_neighbours_mnist.pdf", "--snakefile", str(repo / "Snakefile"),
+           "--directory", str(tmp_path), "--configfile", str(repo / "config" / "tiny.yaml"), "--cores", "2"]
+    subprocess.run(cmd, check=True, env=env, cwd=tmp_path)
+    table = pd.read_csv(tmp_path / "results" / "tables" / "regimes.csv")
+    rows = sorted(zip(table["model"], table["n"], strict=True))
+    assert rows == [("exact", 20), ("exact", 200), ("unet", 200)]
+    assert table.loc[table["model"] == "unet", "checkpoint_step"].tolist() == [4]

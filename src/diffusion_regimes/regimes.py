@@ -86,8 +86,8 @@ class IdealSpec:
                                       f"prepared subset {dataset!r}; use {N_ALL!r} for the whole subset")
                 sizes.add(value)
             else:
-                raise ConfigError(f"ideal.n_values ({dataset}): {value!r} is not valid; give even integers >= 2 "
-                                  f"or {N_ALL!r}")
+                raise ConfigError(f"ideal.n_values ({dataset}): {value!r} is not valid; give even "
+                                  f"integers >= 2 or {N_ALL!r}")
         return tuple(sorted(sizes))
 
     def branch_steps(self, n_steps: int = 1000) -> tuple[int, ...]:

@@ -183,7 +183,13 @@ def _regimes_table(args: argparse.Namespace) -> None:
 def _regimes_figures(args: argparse.Namespace) -> None:
     """Theory, the ideal (exact) and the learned (unet) model on the same axes for one dataset."""
     from diffusion_regimes.plots import save_figure
-    from diffusion_regimes.plots.regimes import MODEL_NAME, collapse_figure, neighbours_figure, phi_figure, strip_figure
+    from diffusion_regimes.plots.regimes import (
+        MODEL_NAME,
+        collapse_figure,
+        neighbours_figure,
+        phi_figure,
+        strip_figure,
+    )
 
     table = pd.read_csv(args.table)
     rows = table[table["dataset"] == args.dataset].sort_values(["model", "n"])
@@ -206,7 +212,8 @@ def _regimes_figures(args: argparse.Namespace) -> None:
     first = top.iloc[0]
     fig = collapse_figure(
         curves=[(r.model, n_top, pd.read_csv(folder(r) / "branches.csv"),
-                 pd.read_csv(folder(r) / "trajectories.csv")["t_c_hat"].to_numpy()) for r in top.itertuples()],
+                 pd.read_csv(folder(r) / "trajectories.csv")["t_c_hat"].to_numpy())
+                for r in top.itertuples()],
         entropy=pd.read_csv(base / f"n{n_top}" / "entropy.csv"), t_c_entropy=float(first["t_c_entropy"]),
         title=f"{args.dataset}, n = {n_top}, alpha = {first['alpha']:.4f}")
     save_figure(fig, args.collapse, config=cfg, seed=args.seed)
@@ -214,8 +221,8 @@ def _regimes_figures(args: argparse.Namespace) -> None:
     subset = _subset(args.subset, n_top)
     panels = [(MODEL_NAME.get(r.model, r.model), torch.load(folder(r) / "samples.pt", weights_only=True))
               for r in top.itertuples()]
-    save_figure(neighbours_figure(panels, training=subset.images, to_pixels=subset.to_pixels), args.neighbours,
-                config=cfg, seed=args.seed)
+    fig = neighbours_figure(panels, training=subset.images, to_pixels=subset.to_pixels)
+    save_figure(fig, args.neighbours, config=cfg, seed=args.seed)
     strip_row = top[top["model"] == "exact"].iloc[0] if (top["model"] == "exact").any() else first
     strip = torch.load(base / f"n{n_top}" / strip_row["model"] / "strip.pt", weights_only=True)
     save_figure(strip_figure(strip, to_pixels=subset.to_pixels), args.strip, config=cfg, seed=args.seed)

@@ -35,11 +35,12 @@ def phi_figure(curves: Sequence[tuple[str, int, pd.DataFrame, float]], *, t_s_th
     for i, (model, n, table, t_s) in enumerate(curves):
         colour = f"C{i}"
         measured = f", $t_S$ = {t_s:.2f}" if np.isfinite(t_s) else ""
-        ax.errorbar(table["t"] / t_s_theory, table["phi"], yerr=table["phi_se"], ms=4, capsize=2, color=colour,
-                    label=_label(model, n) + measured, **_style(model))
+        ax.errorbar(table["t"] / t_s_theory, table["phi"], yerr=table["phi_se"], ms=4, capsize=2,
+                    color=colour, label=_label(model, n) + measured, **_style(model))
         if np.isfinite(t_s):
             ax.plot([t_s / t_s_theory], [1.02], marker="v", color=colour, ms=6, clip_on=False)
-    ax.axvline(1.0, color="k", ls="--", lw=1, label=rf"theory $t_S = \frac{{1}}{{2}}\log\Lambda$ = {t_s_theory:.2f}")
+    ax.axvline(1.0, color="k", ls="--", lw=1,
+               label=rf"theory $t_S = \frac{{1}}{{2}}\log\Lambda$ = {t_s_theory:.2f}")
     ax.axhline(0.775, color="grey", ls=":", lw=1, label=r"$\phi = 0.775$ (measured $t_S$, ticks on top)")
     ax.set_xlabel(r"branch time $t / t_S$")
     ax.set_ylabel(r"cloning probability $\phi(t)$")
@@ -48,8 +49,8 @@ def phi_figure(curves: Sequence[tuple[str, int, pd.DataFrame, float]], *, t_s_th
     return fig
 
 
-def collapse_figure(*, curves: Sequence[tuple[str, int, pd.DataFrame, np.ndarray]], entropy: pd.DataFrame | None,
-                    t_c_entropy: float, title: str):
+def collapse_figure(*, curves: Sequence[tuple[str, int, pd.DataFrame, np.ndarray]],
+                    entropy: pd.DataFrame | None, t_c_entropy: float, title: str):
     """phi_C(t) and the t̂_C histograms of every (model, n, branch table, t̂_C per trajectory), with
     f^e(t)/alpha and the t_C it implies, on a shared time axis (paper Fig. 5 style)."""
     fig, (top, bottom) = new_figure(2, 1, figsize=(5.4, 5.4), sharex=True)
@@ -82,7 +83,8 @@ def collapse_figure(*, curves: Sequence[tuple[str, int, pd.DataFrame, np.ndarray
     return fig
 
 
-def neighbours_figure(panels: Sequence[tuple[str, dict]], *, training: torch.Tensor, to_pixels, rows: int = 6):
+def neighbours_figure(panels: Sequence[tuple[str, dict]], *, training: torch.Tensor, to_pixels,
+                      rows: int = 6):
     """Generated samples at t = 0 beside their nearest and second-nearest training images (paper SI style).
 
     ``panels``: ``(title, record)`` per model, ``record`` as written by ``regimes-clone`` in samples.pt:
@@ -100,7 +102,8 @@ def neighbours_figure(panels: Sequence[tuple[str, dict]], *, training: torch.Ten
             idx = rec["neighbours"][r]
             images = [rec["samples"][r], training[int(idx[0])], training[int(idx[1])]]
             ratio = float(rec["memorisation_ratio"][r])
-            for c, (img, head) in enumerate(zip(images, ("sample", "1st nearest", "2nd nearest"), strict=True)):
+            heads = ("sample", "1st nearest", "2nd nearest")
+            for c, (img, head) in enumerate(zip(images, heads, strict=True)):
                 ax = axes[r, 3 * p + c]
                 ax.set_xticks([])
                 ax.set_yticks([])
