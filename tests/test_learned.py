@@ -83,7 +83,8 @@ def test_unet_rows_end_to_end(tmp_path):
     for model in ("exact", "unet"):
         rows.append(str(tmp_path / f"n{N}" / model / "row.csv"))
         assert main(["regimes-row", "--summary", str(tmp_path / f"n{N}" / model / "summary.json"),
-                     "--entropy", str(tmp_path / f"n{N}" / "entropy.csv"), "--spectra", str(tmp_path / "s.csv"),
+                     "--entropy", str(tmp_path / f"n{N}" / "entropy.csv"),
+                     "--spectra", str(tmp_path / "s.csv"),
                      "--dataset", "toy", "--model", model, "--out", rows[-1]]) == 0
     assert main(["regimes-table", "--rows", *rows, "--out", str(tmp_path / "regimes.csv")]) == 0
     table = pd.read_csv(tmp_path / "regimes.csv").set_index("model")
