@@ -44,7 +44,8 @@ def test_outputs_exist_with_provenance(tiny_run):
         frame = pd.read_csv(table)
         assert len(frame) > 0, table
     # nothing `rule all` requests is missing: a dry run finds nothing to do
-    dry = _snakemake("--configfile", str(REPO / "config" / "tiny.yaml"), "--cores", "1", "--dry-run", cwd=work)
+    dry = _snakemake("--configfile", str(REPO / "config" / "tiny.yaml"), "--cores", "1", "--dry-run",
+                     cwd=work)
     assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr
 
 

@@ -79,7 +79,7 @@ class GaussianMixtureConfig:
 # ------------------------------------------------------------------------------------------ the mixture
 @dataclass(frozen=True)
 class GaussianMixture:
-    """Two equal-weight clusters ``N(+m, sigma^2 I)``, ``N(-m, sigma^2 I)``; ``m`` of shape ``(d,)``, float64."""
+    """Two equal-weight clusters ``N(+-m, sigma^2 I)``; ``m`` of shape ``(d,)``, float64."""
 
     m: torch.Tensor
     sigma: float = 1.0
@@ -112,7 +112,8 @@ class GaussianMixture:
     def score(self) -> GaussianMixtureScore:
         return GaussianMixtureScore(self.m, sigma=self.sigma)
 
-    def sample(self, n: int, *, generator: torch.Generator, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    def sample(self, n: int, *, generator: torch.Generator,
+               dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """``n`` data points ``a = s m + sigma z`` with a fair sign s, shape ``(n, d)``."""
         return self.sample_pt(n, t=0.0, generator=generator, dtype=dtype)
 

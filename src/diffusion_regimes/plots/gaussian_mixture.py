@@ -20,7 +20,8 @@ def speciation_figure(table: pd.DataFrame, times: pd.DataFrame, *, engine: str, 
         colors[d] = color
         t_s = float(theory.t_speciation_spectral(d, mu_tilde=mu_tilde))
         t = np.linspace(0.02, 12.0, 600)
-        ax.plot(t / t_s, theory.cloning_probability(t, d=d, mu_tilde=mu_tilde, sigma=sigma), color=color, lw=1.2)
+        phi = theory.cloning_probability(t, d=d, mu_tilde=mu_tilde, sigma=sigma)
+        ax.plot(t / t_s, phi, color=color, lw=1.2)
         ax.errorbar(group["t_over_tS"], group["phi_sim"], yerr=group["stderr"], fmt="o", ms=3.5, color=color,
                     capsize=2, label=f"$d={d}$ ({int(group['pairs'].iloc[0])} pairs)")
     check = table[table["engine"] != engine]
