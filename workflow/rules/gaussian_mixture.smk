@@ -105,7 +105,7 @@ rule gm_collapse_law:
         device=config["device"],
     log:
         "results/logs/gm_collapse_law.log",
-    threads: 2
+    threads: 1  # small matmuls; overlaps the single-threaded full-d speciation check
     resources:
         mem_mb=2000,
         runtime=30,
