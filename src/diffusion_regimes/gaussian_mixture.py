@@ -39,7 +39,7 @@ class SpeciationConfig:
     engine: Engine = "reduced"
     dtype: Literal["float32", "float64"] = "float32"
     check_dim: int = 256
-    check_pairs: int = 2000
+    check_pairs: int = 1000
     level: float = 0.775
     n_boot: int = 500
 
