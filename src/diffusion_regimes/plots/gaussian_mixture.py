@@ -58,6 +58,9 @@ def collapse_figure(table: pd.DataFrame, *, sigma: float):
     ax.plot([], [], color="0.2", ls="--", lw=0.9, label="$t_C$ theory")
     ax.plot([], [], color="0.2", ls=":", lw=1.2, label="$t_C$ from $f^e$")
     ax.set_xscale("log")
+    ticks = [v for v in (0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 8) if table["t"].min() * 0.9 <= v <= table["t"].max()]
+    ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("$t$")
     ax.set_ylabel(r"excess entropy $f^e(t)/\alpha$,  $\alpha = \log(n)/d$")
     ax.set_title("Gaussian mixture: collapse (paper Fig. 3)", fontsize=10)
