@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from diffusion_regimes.cli import data as _data
-from diffusion_regimes.cli import ideal
+from diffusion_regimes.cli import gaussian_mixture, ideal
 from diffusion_regimes.cli import train as _train
 from diffusion_regimes.errors import PipelineError
 
@@ -24,6 +24,7 @@ COMMAND_GROUPS: tuple[Register, ...] = (
     _data.register,
     ideal.register,
     _train.register,
+    gaussian_mixture.register,
 )
 
 
