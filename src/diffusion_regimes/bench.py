@@ -10,6 +10,7 @@ import argparse
 from collections.abc import Callable, Sequence
 
 from diffusion_regimes.benchmarks import baseline
+from diffusion_regimes.benchmarks import spectrum as _spectrum
 
 
 def _matmul(args: argparse.Namespace) -> None:
@@ -20,6 +21,7 @@ def _matmul(args: argparse.Namespace) -> None:
 # name -> (function, help); each study registers its own entry.
 BENCHMARKS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
     "matmul": (_matmul, "the float32 matmul baseline alone"),
+    "spectrum": (_spectrum.run, "top covariance eigenvalue: matrix-free lobpcg vs covariance + eigvalsh"),
 }
 
 
