@@ -76,6 +76,6 @@ def run(args: argparse.Namespace) -> None:
     print(f"  covariance+eigvalsh: Λ = {ref:.6f}  time {t_dense:8.2f} s  peak +{m_dense:8.1f} MB", flush=True)
     print(f"  relative difference of Λ: {abs(lob / ref - 1):.2e}", flush=True)
     # RSS is a high-water mark: a route that stays below the data's own footprint shows +0 MB.
-    memory = f"{m_dense / m_lob:.1f}x" if m_lob >= 1.0 else f"lobpcg below resolution (< 1 MB extra)"
+    memory = f"{m_dense / m_lob:.1f}x" if m_lob >= 1.0 else "lobpcg below resolution (< 1 MB extra)"
     print(f"  ratio dense / lobpcg: time {t_dense / t_lob:.1f}x, memory {memory} "
           f"(the covariance alone is {d * d * 8 / 2**20:.0f} MB)", flush=True)
