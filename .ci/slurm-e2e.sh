@@ -16,7 +16,17 @@ GPU_PARTITION=gpu
 source "$ROOT/.ci/slurm-lib.sh"
 
 status=1
+WORKFLOW_PID=
 cleanup() {
+    # Snakemake first, while slurmctld is up: on INT it cancels its SLURM jobs (on TERM it would wait
+    # for them), and without slurmctld its status queries would never end.
+    if [[ -n $WORKFLOW_PID ]] && kill -0 "$WORKFLOW_PID" 2>/dev/null; then
+        kill -INT "$WORKFLOW_PID" 2>/dev/null || true
+        for _ in $(seq 300); do kill -0 "$WORKFLOW_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$WORKFLOW_PID" 2>/dev/null || true
+    fi
+    # Whatever is left in this private cluster's queue was submitted by this script.
+    squeue --noheader --format=%i 2>/dev/null | xargs -r scancel 2>/dev/null || true
     if [[ $status -ne 0 ]]; then
         echo "slurm-e2e: FAILED; daemon logs and queue follow" >&2
         squeue --states=all -l 2>/dev/null || true
@@ -45,12 +55,16 @@ run_workflow() { # run_workflow <dir> <snakemake args...>
     shift
     mkdir -p "$dir"
     ln -sfn "$ROOT/resources" "$dir/resources"
-    (cd "$dir" && "$SNAKEMAKE" --snakefile "$ROOT/Snakefile" --configfile "$ROOT/config/tiny.yaml" \
-        --max-threads "$(nproc)" "$@" >"$dir/snakemake.log" 2>&1) || {
+    # In the background so that the EXIT trap knows its PID; `exec` makes $! Snakemake's own PID.
+    (cd "$dir" && exec "$SNAKEMAKE" --snakefile "$ROOT/Snakefile" --configfile "$ROOT/config/tiny.yaml" \
+        --max-threads "$(nproc)" "$@" >"$dir/snakemake.log" 2>&1) &
+    WORKFLOW_PID=$!
+    wait "$WORKFLOW_PID" || {
         echo "slurm-e2e: snakemake in $dir failed; its log ends with:" >&2
         tail -n 80 "$dir/snakemake.log" >&2
         return 1
     }
+    WORKFLOW_PID=
 }
 
 "$PYTHON" "$ROOT/.ci/slurm_profile.py" "$WORK/profile" cpu="$CPU_PARTITION" gpu="$GPU_PARTITION"

@@ -85,14 +85,22 @@ slurm_start() {
         chown munge:munge /etc/munge/munge.key
         chmod 400 /etc/munge/munge.key
     fi
-    mkdir -p /run/munge /var/log/munge /var/lib/munge
-    chown munge:munge /run/munge /var/log/munge /var/lib/munge
-    rm -f /run/munge/munged.pid
-    runuser -u munge -- /usr/sbin/munged --pid-file=/run/munge/munged.pid
     local i
-    for i in $(seq 50); do [[ -s /run/munge/munged.pid ]] && break; sleep 0.1; done
-    SLURM_CI_PIDS+=("$(cat /run/munge/munged.pid)")
-    munge -n | unmunge >/dev/null
+    if munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
+        echo "slurm: using the munged already running here"
+    else
+        mkdir -p /run/munge /var/log/munge /var/lib/munge
+        chown munge:munge /run/munge /var/log/munge /var/lib/munge
+        rm -f /run/munge/munged.pid
+        runuser -u munge -- /usr/sbin/munged --pid-file=/run/munge/munged.pid
+        for i in $(seq 50); do [[ -s /run/munge/munged.pid ]] && break; sleep 0.1; done
+        SLURM_CI_PIDS+=("$(cat /run/munge/munged.pid)")
+        munge -n | unmunge >/dev/null
+    fi
+    if scontrol ping 2>/dev/null | grep -q UP; then
+        echo "slurm: a slurmctld already answers on this machine; stop it first" >&2
+        return 1
+    fi
 
     # -D: stay in the foreground, so that $! is the daemon's PID (stopped by that PID on exit).
     # -c: start from a clean state (no jobs or drained nodes from an earlier run).
