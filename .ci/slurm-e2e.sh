@@ -33,7 +33,12 @@ cleanup() {
         slurm_logs || true
     fi
     slurm_stop
-    echo "slurm-e2e: daemons stopped; work directory $WORK"
+    if [[ $status -eq 0 ]]; then
+        rm -rf "$WORK"
+        echo "slurm-e2e: daemons stopped"
+    else
+        echo "slurm-e2e: daemons stopped; runs, logs and cluster state kept in $WORK" >&2
+    fi
 }
 trap cleanup EXIT
 trap 'exit 143' TERM INT
@@ -71,7 +76,8 @@ run_workflow() { # run_workflow <dir> <snakemake args...>
 step local-run run_workflow local --cores "$(nproc)"
 step slurm-run run_workflow slurm --profile "$WORK/profile"
 
-"$PYTHON" "$ROOT/.ci/slurm_check.py" jobs "$WORK/local/snakemake.log" "$WORK/slurm/snakemake.log" "$GPU_PARTITION"
+"$PYTHON" "$ROOT/.ci/slurm_check.py" jobs \
+    "$WORK/local/snakemake.log" "$WORK/slurm/snakemake.log" "$GPU_PARTITION"
 "$PYTHON" "$ROOT/.ci/slurm_check.py" tables "$WORK/local" "$WORK/slurm"
 status=0
 echo "slurm-e2e: OK"

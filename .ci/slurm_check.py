@@ -37,7 +37,8 @@ def check_jobs(local_log: str, slurm_log: str, gpu_partition: str) -> None:
     if not submitted:
         sys.exit("no job was submitted to SLURM (the tiny workflow has no jobs?)")
     if on_slurm + ran_here != local_jobs:
-        sys.exit(f"jobs differ: local run {dict(local_jobs)}, SLURM {dict(on_slurm)} + local {dict(ran_here)}")
+        sys.exit(f"jobs differ: local run {dict(local_jobs)}, "
+                 f"SLURM {dict(on_slurm)} + local rules {dict(ran_here)}")
 
     fields = "JobID:20,Partition:20,State:20,tres-per-job:30,Comment:200"
     out = subprocess.run(
@@ -46,7 +47,7 @@ def check_jobs(local_log: str, slurm_log: str, gpu_partition: str) -> None:
     ).stdout
     queue = {}
     for line in out.splitlines():
-        job_id, partition, state, tres = line[:20].strip(), line[20:40].strip(), line[40:60].strip(), line[60:90]
+        job_id, partition, state, tres = (line[i : i + 20].strip() for i in (0, 20, 40, 60))
         queue[job_id] = (partition, state, "gpu" in tres)
     problems = []
     for job_id, rule in submitted:
@@ -66,7 +67,8 @@ def check_jobs(local_log: str, slurm_log: str, gpu_partition: str) -> None:
 
 
 def check_tables(local_dir: str, slurm_dir: str) -> None:
-    tables = {d: sorted(p.name for p in (Path(d) / "results" / "tables").glob("*.csv")) for d in (local_dir, slurm_dir)}
+    tables = {d: sorted(p.name for p in (Path(d) / "results" / "tables").glob("*.csv"))
+              for d in (local_dir, slurm_dir)}
     if tables[local_dir] != tables[slurm_dir]:
         sys.exit(f"different tables: local {tables[local_dir]}, SLURM {tables[slurm_dir]}")
     if not tables[local_dir]:
@@ -76,7 +78,8 @@ def check_tables(local_dir: str, slurm_dir: str) -> None:
         a = pd.read_csv(Path(local_dir) / "results" / "tables" / name)
         b = pd.read_csv(Path(slurm_dir) / "results" / "tables" / name)
         if list(a.columns) != list(b.columns) or a.shape != b.shape:
-            problems.append(f"{name}: columns/shape differ {list(a.columns)} {a.shape} vs {list(b.columns)} {b.shape}")
+            problems.append(f"{name}: columns/shape differ: {list(a.columns)} {a.shape} "
+                            f"vs {list(b.columns)} {b.shape}")
             continue
         for col in a.columns:
             x, y = a[col], b[col]

@@ -114,7 +114,9 @@ def test_partition_selection_sends_gpu_jobs_to_gpu_partition(profile):
     assert (PROFILE / profile["slurm-partition-config"]).is_file()
     parts = read_partition_file(PROFILE / profile["slurm-partition-config"])
     log = SimpleNamespace(info=lambda *a: None, debug=lambda *a: None, warning=lambda *a: None)
-    gpu_job = SimpleNamespace(name="train", threads=4, resources={"gpu": 1, "cpus_per_gpu": 8, "mem_mb": 32000, "runtime": 600})
+    gpu_job = SimpleNamespace(
+        name="train", threads=4, resources={"gpu": 1, "cpus_per_gpu": 8, "mem_mb": 32000, "runtime": 600}
+    )
     cpu_job = SimpleNamespace(name="spectra", threads=4, resources={"mem_mb": 8000, "runtime": 60})
     assert get_best_partition(parts, gpu_job, log) == "<gpu-partition>"
     assert get_best_partition(parts, cpu_job, log) == "<cpu-partition>"
@@ -142,7 +144,8 @@ def test_network_commands_are_marked_in_the_parser():
 
 def test_gpu_check_catches_a_network_rule_without_gpu():
     def rule(name, command, **resources):
-        return SimpleNamespace(name=name, shellcmd=f"{{CLI}} {command} --spec x 2> {{log}}", resources=resources)
+        shell = f"{{CLI}} {command} --spec x 2> {{log}}"
+        return SimpleNamespace(name=name, shellcmd=shell, resources=resources)
 
     network = frozenset({"train"})
     good = [rule("train", "train", gpu=1, mem_mb=1, runtime=1), rule("spectra", "spectra", mem_mb=1)]
@@ -152,8 +155,9 @@ def test_gpu_check_catches_a_network_rule_without_gpu():
 
 
 def test_rules_call_registered_commands(rules):
-    registered = set(next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices)
-    unknown = {r.name: rule_command(r) for r in rules if rule_command(r) and rule_command(r) not in registered}
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    calls = {r.name: rule_command(r) for r in rules if rule_command(r)}
+    unknown = {name: command for name, command in calls.items() if command not in sub.choices}
     assert not unknown, f"rules call commands the CLI does not register: {unknown}"
 
 
@@ -162,8 +166,10 @@ def test_network_rules_request_gpu_and_only_they(rules):
 
 
 def test_no_rule_names_a_site_resource(rules):
-    in_rules = {r.name: sorted(SITE_RESOURCES & set(r.resources)) for r in rules if SITE_RESOURCES & set(r.resources)}
+    in_rules = {r.name: sorted(SITE_RESOURCES & set(r.resources)) for r in rules}
+    in_rules = {name: keys for name, keys in in_rules.items() if keys}
     assert not in_rules, f"partition/account/constraint belong in profiles/slurm, not in rules: {in_rules}"
     sources = [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
-    mentions = [str(p.relative_to(REPO)) for p in sources if re.search(r"slurm|--partition|sbatch", p.read_text())]
+    pattern = re.compile(r"slurm|--partition|sbatch")
+    mentions = [str(p.relative_to(REPO)) for p in sources if pattern.search(p.read_text())]
     assert not mentions, f"SLURM specifics in workflow files: {mentions}"
