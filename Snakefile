@@ -7,6 +7,7 @@ configfile: Path(workflow.basedir) / "config" / "config.yaml"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/gaussian_mixture.smk"
 
 
 rule all:

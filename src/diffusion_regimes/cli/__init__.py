@@ -12,12 +12,13 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from diffusion_regimes.cli import gaussian_mixture
 from diffusion_regimes.errors import PipelineError
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 # One module per workflow stage; each adds its sub-commands.
-COMMAND_GROUPS: tuple[Register, ...] = ()
+COMMAND_GROUPS: tuple[Register, ...] = (gaussian_mixture.register,)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,226 @@
+"""Excess entropy density f^e(t) of a training set, and the collapse time read off it (SCIENCE.md section 2).
+
+For n training points ``a_mu`` (rows of ``data``, shape ``(n, d)``) and n' samples
+``x_nu = a_mu(nu) e^{-t} + sqrt(Delta_t) xi_nu`` of the noised empirical distribution ``P_t^e``:
+
+    s^e(t) = -(1/(n' d)) sum_nu log P_t^e(x_nu),   s_sep(t) = log(n)/d + 1/2 + 1/2 log(2 pi Delta_t),
+
+and ``f^e = s_sep - s^e``.  Writing ``log P_t^e(x) = -log n - d/2 log(2 pi Delta_t) + L(x)`` with
+``L(x) = logsumexp_mu(-|x - a_mu e^{-t}|^2 / (2 Delta_t))``, the constants cancel exactly and
+
+    f^e(t) = mean_nu g_nu,   g_nu = 1/2 + L(x_nu) / d,
+
+so the standard error is the one of a plain mean over the n' independent samples.
+
+Control variate (default on).  Most of the variance of g_nu is the chi-square fluctuation of the sample's
+own noise, ``1/2 - |xi_nu|^2 / (2d)`` (standard deviation 1/sqrt(2d), against a mean alpha = log(n)/d that
+is far smaller at large d).  That term has mean exactly 0 since xi ~ N(0, I_d), so
+``h_nu = g_nu - (1/2 - |xi_nu|^2/(2d)) = (L(x_nu) + |xi_nu|^2 / 2) / d`` has the same mean f^e with a much
+smaller variance (and h_nu >= 0: it is log(1 + sum over the other points)/d).  ``control_variate=False``
+gives the plain estimator of the definition.
+
+Cost and precision.  ``|x - b|^2 = |x|^2 + |b|^2 - 2 x.b`` with ``b = a e^{-t}``; the ``|x|^2`` term is the
+same for every mu and leaves the logsumexp.  The cross term ``x.a`` (2 n' n d flops per time) is a matmul
+over chunks of samples (rows) and training points (columns); the logsumexp over columns is streamed
+(running max and rescaled sum), so memory is bounded by ``max_chunk_bytes`` whatever n and n'.  Norms,
+the logsumexp's running max and sum, and the mean are float64.  The matmul runs in float32 by default (the
+matmul rate), fused with the column bias (addmm), and the exponentials of a chunk are taken in the matmul
+dtype after subtracting the row max (values in (0, 1], relative error <= u each, summed in float64); the
+logsumexp argument, of magnitude ~ d r / Delta_t, carries an absolute float32 error ~ u d r / Delta_t, i.e.
+~u r / Delta_t in g_nu: below the cross-term error that follows.  A float32
+dot product of length d has rounding error |delta(x.a)| <= gamma_d |x| |a| in the worst case
+(gamma_d ~ d u, u = 2^-24 ~ 6e-8) and ~sqrt(d) u |x| |a| in practice (blocked accumulation, errors of
+random sign).  It enters g_nu as e^{-t} delta(x.a) / (Delta_t d); with |x|, |a| ~ sqrt(d r) for data of
+mean square r per coordinate this is ~sqrt(d) u r / Delta_t: 7e-6 for d = 12 288, r = 1, Delta_t = 1, i.e.
+below 1 % of alpha = log(n)/d >= 8e-4 at every size we run, and of random sign (it averages down over the
+n' samples).  Centred data (r ~ 1) keep it there.  ``tests/test_entropy.py`` checks float32 against float64.
+Pass ``matmul_dtype=torch.float64`` to get the exact evaluation.
+
+Randomness: per time, the indices mu(nu) are drawn from ``generator`` and the noise of every block of
+``NOISE_BLOCK`` consecutive samples from its own generator seeded from ``generator``; so the result does
+not depend on ``max_chunk_bytes`` (chunking only reorders float64 sums).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from diffusion_regimes.measures import crossing_time
+from diffusion_regimes.schedule import delta_t
+
+__all__ = ["NOISE_BLOCK", "CollapseTime", "ExcessEntropy", "collapse_time", "excess_entropy"]
+
+NOISE_BLOCK = 128
+"""Samples per independently seeded noise block (rows of a chunk are whole blocks)."""
+
+# bytes per entry of a (rows x columns) chunk: the product (float64 at most) and a temporary
+_BYTES_PER_PAIR = 8 + 4  # product (<= 8 bytes) + exp temporaries
+# bytes per sample coordinate of a row chunk: float64 sample + float32 copy
+_BYTES_PER_ROW_COORD = 8 + 4
+
+
+@dataclass(frozen=True)
+class ExcessEntropy:
+    """f^e(t) per time with its standard error over the n' samples; ``alpha = log(n)/d``.
+
+    ``times``, ``f``, ``f_stderr``: float64 arrays of shape ``(T,)`` (times as given, not sorted).
+    """
+
+    times: np.ndarray
+    f: np.ndarray
+    f_stderr: np.ndarray
+    alpha: float
+    n: int
+    d: int
+    n_prime: int
+
+
+def _chunk_sizes(*, n: int, d: int, n_prime: int, max_chunk_bytes: int) -> tuple[int, int]:
+    """Rows (samples, a multiple of NOISE_BLOCK) and columns (training points) per chunk within the budget."""
+    block = min(NOISE_BLOCK, n_prime)
+    min_bytes = block * (_BYTES_PER_ROW_COORD * d + _BYTES_PER_PAIR * min(n, 16))
+    if max_chunk_bytes < min_bytes:
+        raise ValueError(
+            f"max_chunk_bytes={max_chunk_bytes} is below the minimum {min_bytes} for d={d}"
+            f" (one block of {block} samples and 16 training points)"
+        )
+    # prefer all n columns at once (one pass, longest matmuls); grow rows by whole blocks while it fits
+    per_block_full = block * (_BYTES_PER_ROW_COORD * d + _BYTES_PER_PAIR * n)
+    if per_block_full <= max_chunk_bytes:
+        n_blocks = min(max_chunk_bytes // per_block_full, math.ceil(n_prime / block))
+        return int(n_blocks * block), n
+    rows = block
+    cols = (max_chunk_bytes - rows * _BYTES_PER_ROW_COORD * d) // (rows * _BYTES_PER_PAIR)
+    return rows, int(max(16, min(n, cols)))
+
+
+def excess_entropy(
+    data: torch.Tensor,
+    *,
+    times: Sequence[float] | np.ndarray,
+    n_prime: int,
+    generator: torch.Generator,
+    max_chunk_bytes: int = 256 * 2**20,
+    matmul_dtype: torch.dtype = torch.float32,
+    control_variate: bool = True,
+    progress: bool = False,
+) -> ExcessEntropy:
+    """Estimate f^e(t) for every time in ``times`` from the training set ``data`` of shape ``(n, d)``.
+
+    ``data`` (any float dtype, e.g. float32 images) may live on any device (the computation follows it;
+    ``generator`` must be on the same device or on the CPU).  Memory beyond ``data`` itself and its
+    ``matmul_dtype`` copy (none when ``data`` already has that dtype) is bounded by ``max_chunk_bytes``.
+    ``n_prime`` samples are drawn afresh at every time.
+    """
+    if data.ndim != 2:
+        raise ValueError(f"data must have shape (n, d), got {tuple(data.shape)}")
+    n, d = data.shape
+    if n < 1 or n_prime < 1:
+        raise ValueError(f"need n >= 1 training points and n_prime >= 1 samples, got n={n}, n'={n_prime}")
+    device = data.device
+    times_arr = np.asarray(times, dtype=np.float64).reshape(-1)
+    if np.any(times_arr <= 0):
+        raise ValueError("times must be > 0 (Delta_t = 0 at t = 0)")
+    a_mm = data.to(matmul_dtype)  # (n, d) matmul operand, shared by all times (no copy if same dtype)
+    a_sq = torch.cat([  # (n,) float64 |a_mu|^2, in row chunks so no float64 copy of data is held
+        data[c:c + 4096].to(torch.float64).pow(2).sum(dim=1) for c in range(0, n, 4096)
+    ])
+    rows, cols = _chunk_sizes(n=n, d=d, n_prime=n_prime, max_chunk_bytes=max_chunk_bytes)
+    block = min(NOISE_BLOCK, n_prime)
+    n_blocks = math.ceil(n_prime / block)
+
+    f = np.empty_like(times_arr)
+    f_se = np.empty_like(times_arr)
+    steps = range(times_arr.size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(steps, desc=f"excess entropy n={n} d={d} n'={n_prime}", unit="time", leave=False)
+    for k in steps:
+        t = float(times_arr[k])
+        scale = math.exp(-t)
+        dlt = float(delta_t(t))
+        gen_device = generator.device
+        mu = torch.randint(0, n, (n_prime,), generator=generator, device=gen_device).to(device)
+        seeds = torch.randint(0, 2**62, (n_blocks,), generator=generator, device=gen_device).tolist()
+        # bias of the logsumexp argument: -|b_mu|^2 / (2 Delta) with b = a e^{-t}
+        col_bias_mm = (-(scale * scale) * a_sq / (2.0 * dlt)).to(matmul_dtype)  # (n,)
+        g = torch.empty(n_prime, dtype=torch.float64, device=device)
+        for r0 in range(0, n_prime, rows):
+            r1 = min(n_prime, r0 + rows)
+            noise = torch.cat([
+                torch.randn(min(block, n_prime - s), d, dtype=torch.float64, device=device,
+                            generator=torch.Generator(device=device).manual_seed(seeds[s // block]))
+                for s in range(r0, r1, block)
+            ])
+            x = data[mu[r0:r1]].to(torch.float64) * scale + math.sqrt(dlt) * noise  # (r, d) float64
+            x_sq = (x * x).sum(dim=1)  # (r,)
+            x_mm = x.to(matmul_dtype)
+            # streamed logsumexp over column chunks of -|x - b|^2 / (2 Delta) + |x|^2 / (2 Delta)
+            run_max = torch.full((r1 - r0,), -math.inf, dtype=torch.float64, device=device)
+            run_sum = torch.zeros(r1 - r0, dtype=torch.float64, device=device)
+            for c0 in range(0, n, cols):
+                c1 = min(n, c0 + cols)
+                # one fused pass: arg = x.a_mu e^{-t}/Delta - |b_mu|^2/(2 Delta), shape (r, c)
+                arg = torch.addmm(col_bias_mm[c0:c1], x_mm, a_mm[c0:c1].T, alpha=scale / dlt)
+                chunk_max = arg.amax(dim=1).to(torch.float64)
+                new_max = torch.maximum(run_max, chunk_max)
+                # exponentials in the matmul dtype (each in (0, 1], relative error <= u), summed in float64
+                terms = arg.sub_(new_max.to(matmul_dtype)[:, None]).exp_().sum(dim=1, dtype=torch.float64)
+                run_sum = run_sum * torch.exp(run_max - new_max) + terms
+                run_max = new_max
+            lse = run_max + torch.log(run_sum) - x_sq / (2.0 * dlt)
+            if control_variate:
+                g[r0:r1] = (lse + 0.5 * (noise * noise).sum(dim=1)) / d
+            else:
+                g[r0:r1] = 0.5 + lse / d
+        f[k] = float(g.mean())
+        f_se[k] = float(g.std(unbiased=True)) / math.sqrt(n_prime) if n_prime > 1 else float("nan")
+    return ExcessEntropy(
+        times=times_arr, f=f, f_stderr=f_se, alpha=math.log(n) / d, n=n, d=d, n_prime=n_prime
+    )
+
+
+@dataclass(frozen=True)
+class CollapseTime:
+    """Numerical collapse time with a band from the +-2 standard-error curves (nan where not reached)."""
+
+    time: float
+    low: float
+    high: float
+    level: float
+
+
+def _isotonic_increasing(y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Weighted least-squares non-decreasing fit of ``y`` (pool-adjacent-violators)."""
+    from scipy.optimize import isotonic_regression
+
+    return np.asarray(isotonic_regression(y, weights=w, increasing=True).x)
+
+
+def collapse_time(result: ExcessEntropy, *, level: float = 0.1) -> CollapseTime:
+    """Numerical t_C: the largest t where the monotone fit of f^e/alpha falls to ``level``.
+
+    Criterion (documented in config/README.md): f(t) is non-decreasing in t in theory (it rises from 0 at
+    t_C to alpha as t grows), so the measured f^e/alpha is first replaced by its weighted isotonic
+    (non-decreasing) least-squares fit, weights 1/stderr^2; this removes the spurious multiple crossings
+    that estimator noise makes near 0.  t_C is where that fit crosses ``level`` (linear interpolation
+    between the measured times; ``level`` = 0.1 shifts t_C by ~level/2 below the zero of the theory line,
+    whose slope in units of alpha is ~2 there).  ``low``/``high`` repeat the construction on
+    f^e +- 2 stderr.  Times need not be sorted; nan where the curve never reaches ``level``.
+    """
+    order = np.argsort(result.times)
+    t = result.times[order]
+    y = result.f[order] / result.alpha
+    se = result.f_stderr[order] / result.alpha
+    w = 1.0 / np.maximum(se, 1e-12) ** 2
+
+    def cross(values: np.ndarray) -> float:
+        return crossing_time(t, _isotonic_increasing(values, w), level)
+
+    return CollapseTime(time=cross(y), low=cross(y + 2 * se), high=cross(y - 2 * se), level=level)

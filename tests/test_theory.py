@@ -1,0 +1,107 @@
+"""Closed forms of the Gaussian mixture (SCIENCE.md section 3) against independent evaluations."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import integrate, optimize
+
+from diffusion_regimes import theory
+from diffusion_regimes.schedule import delta_t
+from diffusion_regimes.score import GaussianMixtureScore, gamma_t
+
+
+def _phi_quad(t, d, sigma=1.0):
+    """The integral exactly as SCIENCE.md writes it, in y, by adaptive quadrature (scipy.quad)."""
+    u = math.sqrt(d) * math.exp(-t)
+    v = gamma_t(t, sigma)
+
+    def integrand(y):
+        # 1/2 (G+^2 + G-^2) / (G+ + G-) in log space (G+- underflow far from their centre)
+        lp = -((y - u) ** 2) / (2 * v) - 0.5 * math.log(2 * math.pi * v)
+        lm = -((y + u) ** 2) / (2 * v) - 0.5 * math.log(2 * math.pi * v)
+        hi = max(lp, lm)
+        num = math.exp(2 * (lp - hi)) + math.exp(2 * (lm - hi))
+        den = math.exp(lp - hi) + math.exp(lm - hi)
+        return 0.5 * num / den * math.exp(hi)
+
+    width = 14 * math.sqrt(v)
+    pts = sorted({-u, 0.0, u})
+    val, err = integrate.quad(integrand, -u - width, u + width, points=pts, limit=500,
+                              epsabs=1e-13, epsrel=1e-13)
+    return val
+
+
+@pytest.mark.parametrize("d", [256, 4096, 16384])
+def test_cloning_probability_against_adaptive_quadrature(d):
+    t = np.array([0.5, 1.0, 0.5 * math.log(d) - 0.5, 0.5 * math.log(d), 0.5 * math.log(d) + 1.0, 8.0])
+    ours = theory.cloning_probability(t, d=d)
+    ref = np.array([_phi_quad(float(s), d) for s in t])
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-6)
+
+
+def test_cloning_probability_limits_and_crossing():
+    d = 256
+    # t = 0: clusters at distance 2 sqrt(d) = 32 sigma do not overlap, phi = 1 to double precision
+    assert theory.cloning_probability(0.0, d=d) == pytest.approx(1.0, abs=1e-12)
+    # t -> infinity: P_t forgets the class, two clones agree by chance
+    assert theory.cloning_probability(40.0, d=d) == pytest.approx(0.5, abs=1e-12)
+    # curves for every d cross near 0.775 at t_S = 1/2 log d (SCIENCE.md section 3)
+    for dd in (256, 1024, 4096, 16384):
+        assert theory.cloning_probability(theory.t_speciation(dd), d=dd) == pytest.approx(0.775, abs=2e-3)
+    phi = theory.cloning_probability(np.linspace(0, 12, 200), d=d)
+    assert np.all(np.diff(phi) <= 1e-15)  # monotone decreasing
+
+
+def test_collapse_time_is_zero_of_theory_curve():
+    for n, d, sigma in [(20_000, 256, 1.0), (20_000, 4096, 1.0), (1000, 64, 0.7), (10**6, 12_288, 1.3)]:
+        alpha = math.log(n) / d
+
+        def g(t):
+            return alpha + 0.5 * math.log(delta_t(t) / (delta_t(t) + sigma**2 * math.exp(-2 * t)))
+
+        root = optimize.brentq(g, 1e-6, 30.0, xtol=1e-14)
+        assert float(theory.t_collapse(n, d, sigma=sigma)) == pytest.approx(root, rel=1e-10)
+        f = theory.excess_entropy_theory(np.array([root * 0.9, root * 1.1, 40.0]), n=n, d=d, sigma=sigma)
+        assert f[0] == 0.0 and f[1] > 0.0 and f[2] == pytest.approx(alpha, rel=1e-12)
+
+
+def test_collapse_time_large_d_is_accurate():
+    # n^{2/d} - 1 ~ 2 log(n)/d = 2e-5: expm1 keeps full precision where the naive power would not
+    n, d = 20_000, 10**6
+    expected = 0.5 * math.log1p(1.0 / (2 * math.log(n) / d + 2 * (math.log(n) / d) ** 2))
+    assert float(theory.t_collapse(n, d)) == pytest.approx(expected, rel=1e-9)
+
+
+def test_speciation_times():
+    assert float(theory.t_speciation(1024)) == pytest.approx(0.5 * math.log(1024))
+    assert float(theory.t_speciation_spectral(1024, mu_tilde=2.0)) == pytest.approx(0.5 * math.log(4096))
+
+
+def test_potential_stable_and_double_well():
+    d = 1024
+    assert np.isfinite(theory.potential(1e4, 0.0, d=d))  # cosh would overflow here
+    q = np.linspace(-3, 3, 601)
+    t_open = 0.5 * math.log(2 * d)
+    above = theory.potential(q, t_open + 0.3, d=d)
+    below = theory.potential(q, t_open - 0.3, d=d)
+    assert np.argmin(above) == 300  # single well at q = 0
+    assert abs(q[np.argmin(below)]) > 0.1  # minimum moved off 0: double well
+
+
+def test_score_is_gradient_of_log_density():
+    """F(x, t) of score.GaussianMixtureScore equals autograd of log P_t (float64)."""
+    d, sigma = 7, 0.8
+    gen = torch.Generator().manual_seed(0)
+    m = torch.randn(d, dtype=torch.float64, generator=gen)
+    x = torch.randn(5, d, dtype=torch.float64, generator=gen).requires_grad_(True)
+    for t in (0.05, 0.7, 3.0):
+        g = gamma_t(t, sigma)
+        mean = m * math.exp(-t)
+        log_p = torch.logsumexp(
+            torch.stack([-((x - mean) ** 2).sum(1), -((x + mean) ** 2).sum(1)]) / (2 * g), dim=0
+        )
+        (grad,) = torch.autograd.grad(log_p.sum(), x)
+        torch.testing.assert_close(GaussianMixtureScore(m, sigma=sigma)(x.detach(), t), grad,
+                                   rtol=1e-12, atol=1e-12)
