@@ -20,13 +20,14 @@ WORKFLOW_PID=
 cleanup() {
     # Snakemake first, while slurmctld is up: on INT it cancels its SLURM jobs (on TERM it would wait
     # for them), and without slurmctld its status queries would never end.
+    # Snakemake runs in its own process group (setsid), so its local jobs go with it.
     if [[ -n $WORKFLOW_PID ]] && kill -0 "$WORKFLOW_PID" 2>/dev/null; then
-        kill -INT "$WORKFLOW_PID" 2>/dev/null || true
+        kill -INT -- "-$WORKFLOW_PID" 2>/dev/null || true
         for _ in $(seq 300); do kill -0 "$WORKFLOW_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$WORKFLOW_PID" 2>/dev/null || true
+        kill -9 -- "-$WORKFLOW_PID" 2>/dev/null || true
     fi
     # Whatever is left in this private cluster's queue was submitted by this script.
-    squeue --noheader --format=%i 2>/dev/null | xargs -r scancel 2>/dev/null || true
+    slurm_cancel_all
     if [[ $status -ne 0 ]]; then
         echo "slurm-e2e: FAILED; daemon logs and queue follow" >&2
         squeue --states=all -l 2>/dev/null || true
@@ -60,8 +61,9 @@ run_workflow() { # run_workflow <dir> <snakemake args...>
     shift
     mkdir -p "$dir"
     ln -sfn "$ROOT/resources" "$dir/resources"
-    # In the background so that the EXIT trap knows its PID; `exec` makes $! Snakemake's own PID.
-    (cd "$dir" && exec "$SNAKEMAKE" --snakefile "$ROOT/Snakefile" --configfile "$ROOT/config/tiny.yaml" \
+    # In the background so that the EXIT trap knows its PID; `exec setsid` makes $! Snakemake's own PID
+    # and the ID of a new process group holding Snakemake and its local jobs.
+    (cd "$dir" && exec setsid "$SNAKEMAKE" --snakefile "$ROOT/Snakefile" --configfile "$ROOT/config/tiny.yaml" \
         --max-threads "$(nproc)" "$@" >"$dir/snakemake.log" 2>&1) &
     WORKFLOW_PID=$!
     wait "$WORKFLOW_PID" || {

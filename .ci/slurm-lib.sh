@@ -104,10 +104,12 @@ slurm_start() {
 
     # -D: stay in the foreground, so that $! is the daemon's PID (stopped by that PID on exit).
     # -c: start from a clean state (no jobs or drained nodes from an earlier run).
-    slurmctld -D -c >>"$SLURM_CI_STATE/slurmctld.stdout" 2>&1 &
+    # setsid: a process group of their own, so that a signal to the caller's group (`timeout`, Ctrl-C)
+    # leaves them up until slurm_stop: cancelling the jobs still needs them.
+    setsid slurmctld -D -c >>"$SLURM_CI_STATE/slurmctld.stdout" 2>&1 &
     SLURM_CI_PIDS+=("$!")
     for i in $(seq 100); do scontrol ping >/dev/null 2>&1 && break; sleep 0.2; done
-    slurmd -D -N localhost >>"$SLURM_CI_STATE/slurmd.stdout" 2>&1 &
+    setsid slurmd -D -N localhost >>"$SLURM_CI_STATE/slurmd.stdout" 2>&1 &
     SLURM_CI_PIDS+=("$!")
     slurm_wait_idle 60
 }
@@ -135,6 +137,18 @@ slurm_logs() {
         echo "----- $SLURM_CI_STATE/$f (last 60 lines) -----"
         tail -n 60 "$SLURM_CI_STATE/$f"
     done
+}
+
+# slurm_cancel_all: cancel every job of this private cluster and wait until none runs, so that no job
+# step outlives slurmd.
+slurm_cancel_all() {
+    squeue --noheader --format=%i 2>/dev/null | xargs -r scancel 2>/dev/null || true
+    local i
+    for i in $(seq 60); do
+        [[ -z $(squeue --noheader --states=running,completing,configuring 2>/dev/null) ]] && return 0
+        sleep 0.5
+    done
+    echo "slurm: jobs still running after scancel" >&2
 }
 
 # Stop the daemons this shell started, by PID (slurmd, slurmctld, then munged).
