@@ -38,6 +38,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def network_commands(parser: argparse.ArgumentParser | None = None) -> frozenset[str]:
+    """Sub-commands that train or sample a neural network.
+
+    A command marks itself with ``set_defaults(func=..., uses_network=True)`` in its ``register``; the
+    workflow rule that calls it must then request ``gpu`` in its resources (tests/test_profiles.py), so
+    that the SLURM profile sends it to a GPU partition.
+    """
+    parser = parser or build_parser()
+    return frozenset(
+        name
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+        for name, sub in action.choices.items()
+        if sub.get_default("uses_network")
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
