@@ -14,6 +14,7 @@ include: "workflow/rules/collapse.smk"
 include: "workflow/rules/speciation.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/gaussian_mixture.smk"
+include: "workflow/rules/learned.smk"
 
 
 rule all:

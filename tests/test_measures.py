@@ -50,8 +50,10 @@ def test_crossing_interval_brackets_truth():
 # --- nearest training points, memorisation, collapse times (hand-made cases) ---------------------
 
 from diffusion_regimes.measures import (  # noqa: E402
+    MEMORISED_RATIO,
     agreement,
     collapse_times,
+    memorisation,
     memorisation_ratio,
     nearest_index,
     two_nearest,
@@ -84,6 +86,12 @@ def test_memorisation_ratio_hand_made():
     x = torch.tensor([[1.0], [5.0], [12.0]], dtype=torch.float64)
     # distances: (1, 9) -> 1/9; (5, 5) -> 1; (2, 12) -> 1/6
     torch.testing.assert_close(memorisation_ratio(x, data), torch.tensor([1 / 9, 1.0, 1 / 6], dtype=torch.float64))
+    ratio, indices = memorisation(x, data)
+    # the two neighbours, nearest first (the tie of the middle sample has no preferred order)
+    assert indices[0].tolist() == [0, 1] and indices[2].tolist() == [1, 0]
+    assert sorted(indices[1].tolist()) == [0, 1]
+    # 1/9 and 1/6 are below 1/3 (copies), the midpoint is not: memorised fraction 2/3
+    assert (ratio < MEMORISED_RATIO).double().mean().item() == 2 / 3
 
 
 def test_collapse_times_on_hand_made_index_sequences():

@@ -150,15 +150,23 @@ def nearest_index(
     return two_nearest(x, data, t=t, max_chunk_bytes=max_chunk_bytes)[1][:, 0]
 
 
-def memorisation_ratio(
+def memorisation(
     x: torch.Tensor, data: torch.Tensor, *, max_chunk_bytes: int = 256 * 2**20
-) -> torch.Tensor:
-    """Per sample ``|x - a_1| / |x - a_2|`` (nearest over second-nearest training point), ``(B,)`` float64.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sample the ratio ``|x - a_1| / |x - a_2|`` ``(B,)`` float64 and the indices ``(B, 2)`` of
+    ``a_1``, ``a_2`` (nearest and second-nearest training point, at t = 0).
 
     Below :data:`MEMORISED_RATIO` the sample counts as a copy of its nearest training point.
     """
-    dist, _ = two_nearest(x, data, t=0.0, max_chunk_bytes=max_chunk_bytes)
-    return dist[:, 0] / dist[:, 1]
+    dist, indices = two_nearest(x, data, t=0.0, max_chunk_bytes=max_chunk_bytes)
+    return dist[:, 0] / dist[:, 1], indices
+
+
+def memorisation_ratio(
+    x: torch.Tensor, data: torch.Tensor, *, max_chunk_bytes: int = 256 * 2**20
+) -> torch.Tensor:
+    """The ratio of :func:`memorisation` alone, ``(B,)`` float64."""
+    return memorisation(x, data, max_chunk_bytes=max_chunk_bytes)[0]
 
 
 def collapse_times(indices: torch.Tensor, times: torch.Tensor) -> torch.Tensor:

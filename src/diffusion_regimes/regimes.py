@@ -30,7 +30,7 @@ from diffusion_regimes.measures import (
     bootstrap_standard_error,
     collapse_times,
     crossing_with_interval,
-    memorisation_ratio,
+    memorisation,
     nearest_index,
 )
 from diffusion_regimes.sampler import (
@@ -40,7 +40,13 @@ from diffusion_regimes.sampler import (
     clone_sweep,
     restart_evaluations,
 )
+from diffusion_regimes.errors import ConfigError
 from diffusion_regimes.schedule import DDPMSchedule
+
+N_ALL = "all"
+"""``ideal.n_values`` entry standing for the whole prepared subset (its n differs between datasets)."""
+
+NValues = tuple[int | str, ...]
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,9 @@ class IdealSpec:
     """The ``ideal:`` config section (cloning sweeps and collapse measurements on real data)."""
 
     datasets: tuple[str, ...] = ("mnist",)  # prepared subsets (keys of the top-level datasets: mapping)
-    n_values: tuple[int, ...] = (100, 1000)  # training-set sizes: even prefixes of the prepared subset
+    # training-set sizes: even prefixes of the prepared subset, or "all"; one list for every dataset, or a
+    # mapping dataset -> list (datasets left out use ["all"]).  Resolved by :meth:`n_values_for`.
+    n_values: NValues | dict[str, NValues] = (100, N_ALL)
     n_pairs: int = 32  # clone pairs per branch time (paper: 4 000)
     branch_every: int = 50  # DDPM steps between branch times (paper: 50)
     branch_max_step: int = 600  # largest DDPM branch step k (paper: 1000, i.e. 20 branch times)
@@ -59,6 +67,28 @@ class IdealSpec:
     entropy_t_max: float = 3.0
     n_prime: int = 2000  # noisy samples of the excess-entropy estimate (paper: 250 000 - 400 000)
     strip_times: int = 6  # images per row of the strip figure
+    threads: int = 1  # workflow only: CPU threads of each sweep / entropy job (does not change results)
+
+    def n_values_for(self, dataset: str, *, subset_n: int) -> tuple[int, ...]:
+        """The training-set sizes measured on ``dataset`` whose prepared subset holds ``subset_n`` images.
+
+        ``"all"`` becomes ``subset_n``; the result is ascending without repeats.  A size above ``subset_n``
+        or an odd one (unbalanced classes) is a :class:`ConfigError`.
+        """
+        chosen = self.n_values.get(dataset, (N_ALL,)) if isinstance(self.n_values, dict) else self.n_values
+        sizes = set()
+        for value in chosen:
+            if value == N_ALL:
+                sizes.add(int(subset_n))
+            elif isinstance(value, int) and not isinstance(value, bool) and value >= 2 and value % 2 == 0:
+                if value > subset_n:
+                    raise ConfigError(f"ideal.n_values: n = {value} exceeds the {subset_n} images of the "
+                                      f"prepared subset {dataset!r}; use {N_ALL!r} for the whole subset")
+                sizes.add(value)
+            else:
+                raise ConfigError(f"ideal.n_values ({dataset}): {value!r} is not valid; give even "
+                                  f"integers >= 2 or {N_ALL!r}")
+        return tuple(sorted(sizes))
 
     def branch_steps(self, n_steps: int = 1000) -> tuple[int, ...]:
         """DDPM steps ``k`` at which clones branch, ascending: ``branch_every, 2 branch_every, ...``."""
@@ -71,8 +101,9 @@ class CloningResult:
     """Outcome of :func:`cloning_experiment` (times are continuous OU times, SCIENCE.md section 1).
 
     Per branch b (ascending t): ``phi``, ``phi_se`` (same class), ``phi_c``, ``phi_c_se`` (same nearest
-    training point at t = 0).  Per trunk trajectory: ``t_collapse`` (t̂_C) and ``memorisation`` (nearest /
-    second-nearest distance at t = 0).
+    training point at t = 0).  Per trunk trajectory: ``t_collapse`` (t̂_C), ``memorisation`` (nearest /
+    second-nearest distance at t = 0), the generated ``samples`` and their two nearest training points
+    ``neighbours`` (indices into the training set, nearest first).
     """
 
     branch_steps: np.ndarray  # (B,) DDPM k
@@ -91,6 +122,8 @@ class CloningResult:
     restart_score_evaluations: int  # per pair, had every branch restarted from noise
     seconds: float
     strip: list[tuple[int, float, torch.Tensor]] = field(default_factory=list)  # (k, t, rows of pair 0)
+    samples: torch.Tensor | None = None  # (N, C, H, W) trunk end states at t = 0
+    neighbours: torch.Tensor | None = None  # (N, 2) long: nearest and second-nearest training index
 
     def branch_table(self) -> pd.DataFrame:
         return pd.DataFrame(
@@ -187,8 +220,10 @@ def cloning_experiment(
                                  generator=boot)
     grid_times, indices = nearest.stacked()
     strip = [(big_l - i, t, rows) for i, (t, rows) in sorted(strip_rec.records.items())]
-    memo = memorisation_ratio(sweep.trunk, data, max_chunk_bytes=spec.max_chunk_bytes) if data.shape[0] > 1 \
-        else torch.zeros(n, dtype=torch.float64)
+    if data.shape[0] > 1:
+        memo, neighbours = memorisation(sweep.trunk, data, max_chunk_bytes=spec.max_chunk_bytes)
+    else:
+        memo, neighbours = torch.zeros(n, dtype=torch.float64), torch.zeros((n, 2), dtype=torch.long)
     return CloningResult(
         branch_steps=np.array(steps_k),
         branch_times=times_b,
@@ -206,4 +241,6 @@ def cloning_experiment(
         restart_score_evaluations=restart_evaluations([big_l - k for k in steps_k], big_l),
         seconds=time.perf_counter() - start,
         strip=strip,
+        samples=sweep.trunk.detach().cpu(),
+        neighbours=neighbours.cpu(),
     )

@@ -151,24 +151,32 @@ class NoisePredictorScore:
     """Adapter: a noise-predicting network as a score ``score(x, t)`` (SCIENCE.md section 1).
 
     ``F(x, t) = -eps(x, k) / sqrt(1 - alpha_bar(k))`` with ``k = schedule.step_of_time(t)`` (exact on the
-    DDPM grid, where the sampler evaluates it).  ``x`` may be image-shaped ``(B, C, H, W)`` or flat
-    ``(B, d)``; it is reshaped to ``(B, *image_shape)`` and cast to the network's ``dtype``/``device``, and
-    the score comes back in the shape, dtype and device of ``x``.  Evaluated without gradients.
+    DDPM grid, where the sampler evaluates it).  The one adapter of the package: training sample grids,
+    the UNet benchmark and the learned-score sweeps all go through it.
+
+    ``x`` may be image-shaped ``(B, C, H, W)`` or flat ``(B, d)``; it is reshaped to ``(B, *image_shape)``
+    and cast to the network's ``dtype`` and ``device`` (``None``: the device of ``x``), and the score comes
+    back in the shape, dtype and device of ``x``.  ``autocast_bf16`` runs the network under bfloat16
+    autocast (GPU only).  Evaluated without gradients; the model must already be in eval mode (the adapter
+    never changes its state).
     """
 
     eps_model: NoisePredictor
     image_shape: tuple[int, ...]
     schedule: DDPMSchedule = field(default_factory=DDPMSchedule)
-    device: torch.device | str = "cpu"
+    device: torch.device | str | None = None
     dtype: torch.dtype = torch.float32
+    autocast_bf16: bool = False
 
     def __call__(self, x: torch.Tensor, t: float) -> torch.Tensor:
         k = self.schedule.step_of_time(t)
         if k < 1:
             raise ValueError(f"t = {t} maps to DDPM step 0 (clean data), where the score is undefined")
-        inp = x.reshape(x.shape[0], *self.image_shape).to(device=self.device, dtype=self.dtype)
-        steps = torch.full((x.shape[0],), k, dtype=torch.long, device=self.device)
-        with torch.no_grad():
+        device = torch.device(self.device) if self.device is not None else x.device
+        inp = x.reshape(x.shape[0], *self.image_shape).to(device=device, dtype=self.dtype)
+        steps = torch.full((x.shape[0],), k, dtype=torch.long, device=device)
+        with torch.no_grad(), torch.autocast(device_type=device.type, dtype=torch.bfloat16,
+                                             enabled=self.autocast_bf16):
             eps = self.eps_model(inp, steps)
         scale = math.sqrt(1.0 - float(self.schedule.alpha_bar[k]))
         return (-eps.to(torch.float64) / scale).to(device=x.device, dtype=x.dtype).reshape(x.shape)

@@ -36,8 +36,8 @@ from diffusion_regimes.errors import ConfigError, TrainingError
 from diffusion_regimes.provenance import atomic_path
 from diffusion_regimes.sampler import DDPMAncestral, run_trajectories
 from diffusion_regimes.schedule import DDPMSchedule
+from diffusion_regimes.score import NoisePredictorScore
 from diffusion_regimes.unet import UNet, UNetConfig
-from diffusion_regimes.unet_score import UNetNoiseScore
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def sample(
     schedule = schedule or DDPMSchedule()
     device = next(model.parameters()).device
     x = torch.randn((n, *shape), generator=generator, device=device)
-    score = UNetNoiseScore(model=model, schedule=schedule, autocast_bf16=bf16)
+    score = NoisePredictorScore(model, image_shape=tuple(shape), schedule=schedule, autocast_bf16=bf16)
     return run_trajectories(x, integrator=DDPMAncestral(schedule), score=score, generator=generator,
                             progress=progress)
 

@@ -11,7 +11,8 @@ rule classifier:
         spec=lambda wc: spec("classifier"),
     log:
         "results/logs/classifier/{dataset}.log",
-    threads: 2
+    # 1 thread: a small CNN on a shared CPU runs far slower on 2 (oversubscription); jobs run side by side
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=30,

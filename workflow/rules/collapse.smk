@@ -10,7 +10,7 @@ rule regimes_entropy:
         spec=lambda wc: spec("ideal"),
     log:
         "results/logs/regimes/{dataset}_n{n}_entropy.log",
-    threads: 2
+    threads: config["ideal"]["threads"]
     resources:
         mem_mb=2000,
         runtime=30,

@@ -1,8 +1,22 @@
 # Speciation stage: cloning sweeps of a model on real data, the regimes table and its figures
 # (SCIENCE.md section 5).  The model is a wildcard: `exact` (the exact empirical score) is run here; the
-# UNet stage adds `MODEL_INPUTS["unet"]` (its checkpoint) and appends its models to REGIMES_MODELS.
+# learned stage (learned.smk, included after this file) registers `unet` in the three tables below.
+from diffusion_regimes.config import build as build_section
+from diffusion_regimes.regimes import IdealSpec
 
+IDEAL = build_section(IdealSpec, config["ideal"], where="ideal")
+
+
+def subset_n(dataset):
+    """Images in the prepared subset of `dataset` (config `datasets.<name>.n`)."""
+    if dataset not in config.get("datasets", {}):
+        raise ValueError(f"ideal.datasets: {dataset!r} is not a key of `datasets:` {list(config['datasets'])}")
+    return int(config["datasets"][dataset]["n"])
+
+
+# model -> its extra rule inputs; model -> the training-set sizes it is measured at on a dataset
 MODEL_INPUTS = {"exact": lambda wc: {}}
+MODEL_N_VALUES = {"exact": lambda dataset: IDEAL.n_values_for(dataset, subset_n=subset_n(dataset))}
 REGIMES_MODELS = ["exact"]
 
 
@@ -24,12 +38,14 @@ rule regimes_clone:
         trajectories="results/regimes/{dataset}/n{n}/{model}/trajectories.csv",
         summary="results/regimes/{dataset}/n{n}/{model}/summary.json",
         strip="results/regimes/{dataset}/n{n}/{model}/strip.pt",
+        samples="results/regimes/{dataset}/n{n}/{model}/samples.pt",
     params:
         spec=lambda wc: spec("ideal"),
         checkpoint=_checkpoint_arg,
     log:
         "results/logs/regimes/{dataset}_n{n}_{model}_clone.log",
-    threads: 2
+    # ideal.threads (default 1): on a small shared CPU one thread per job and jobs in parallel is fastest
+    threads: IDEAL.threads
     resources:
         mem_mb=4000,
         runtime=60,
@@ -64,8 +80,8 @@ def regimes_rows(wildcards=None):
     return [
         f"results/regimes/{dataset}/n{n}/{model}/row.csv"
         for dataset in config["ideal"]["datasets"]
-        for n in config["ideal"]["n_values"]
         for model in REGIMES_MODELS
+        for n in MODEL_N_VALUES[model](dataset)
     ]
 
 
@@ -84,6 +100,9 @@ rule regimes_table:
         "{CLI} regimes-table --rows {input.rows} --seed {config[seed]} --out {output[0]} 2> {log}"
 
 
+REGIMES_FIGURES = ("phi", "collapse", "strip", "neighbours")
+
+
 rule regimes_figures:
     input:
         table="results/tables/regimes.csv",
@@ -95,9 +114,11 @@ rule regimes_figures:
                         caption="../report/regimes_collapse.rst", category="Real data"),
         strip=report("results/figures/regimes_strip_{dataset}.pdf", caption="../report/regimes_strip.rst",
                      category="Real data"),
-        extra=[p for stem in ("phi", "collapse", "strip") for p in with_provenance(
+        neighbours=report("results/figures/regimes_neighbours_{dataset}.pdf",
+                          caption="../report/regimes_neighbours.rst", category="Real data"),
+        extra=[p for stem in REGIMES_FIGURES for p in with_provenance(
             f"results/figures/regimes_{stem}_{{dataset}}.png")] + [provenance(
-            f"results/figures/regimes_{stem}_{{dataset}}.pdf") for stem in ("phi", "collapse", "strip")],
+            f"results/figures/regimes_{stem}_{{dataset}}.pdf") for stem in REGIMES_FIGURES],
     log:
         "results/logs/regimes/{dataset}_figures.log",
     threads: 1
@@ -107,12 +128,13 @@ rule regimes_figures:
     shell:
         "{CLI} regimes-figures --table {input.table} --dataset {wildcards.dataset}"
         " --regimes-dir results/regimes/{wildcards.dataset} --subset {input.subset} --phi {output.phi}"
-        " --collapse {output.collapse} --strip {output.strip} --seed {config[seed]} 2> {log}"
+        " --collapse {output.collapse} --strip {output.strip} --neighbours {output.neighbours}"
+        " --seed {config[seed]} 2> {log}"
 
 
 TARGETS.extend(["results/tables/regimes.csv"])
 TARGETS.extend(
     f"results/figures/regimes_{stem}_{dataset}.pdf"
     for dataset in config["ideal"]["datasets"]
-    for stem in ("phi", "collapse", "strip")
+    for stem in REGIMES_FIGURES
 )

@@ -18,9 +18,9 @@ from diffusion_regimes import runtime
 from diffusion_regimes.benchmarks.baseline import best_time, matmul_gflops
 from diffusion_regimes.sampler import DDPMAncestral, run_trajectories
 from diffusion_regimes.schedule import DDPMSchedule
+from diffusion_regimes.score import NoisePredictorScore
 from diffusion_regimes.train import ddpm_loss
 from diffusion_regimes.unet import UNet, count_parameters, preset
-from diffusion_regimes.unet_score import UNetNoiseScore
 
 # (preset, channels, size): the default CPU run (MNIST) and the paper network (CIFAR-10 size).
 CASES = (("small", 1, 32), ("paper", 3, 32))
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> None:
         train_ips = train_batch / t_train
 
         model.eval()
-        score = UNetNoiseScore(model=model, schedule=schedule)
+        score = NoisePredictorScore(model, image_shape=(channels, image, image), schedule=schedule)
         xs = torch.randn(sample_batch, channels, image, image, device=device, generator=gen)
         integrator = DDPMAncestral(schedule)
         t_sample = best_time(lambda: run_trajectories(xs, integrator=integrator, score=score, generator=gen,

@@ -55,19 +55,24 @@ def _classifier_train(args: argparse.Namespace) -> None:
 
 
 def _score(model: str, *, training: torch.Tensor, spec, checkpoint: str | None, device: torch.device):
-    """The score of ``model``: ``exact`` (empirical score of the training prefix) or ``unet``."""
+    """``(score, record)`` of ``model``: ``exact`` (empirical score of the training prefix) or ``unet``.
+
+    ``record`` holds what the regimes row must carry about the model (the checkpoint step of the UNet).
+    """
     from diffusion_regimes.score import EmpiricalScore, NoisePredictorScore
 
     if model == "exact":
         return EmpiricalScore(training.reshape(training.shape[0], -1).to(device),
-                              max_chunk_bytes=spec.max_chunk_bytes)
+                              max_chunk_bytes=spec.max_chunk_bytes), {}
     if model == "unet":
         if checkpoint is None:
             raise ConfigError("model 'unet' needs --checkpoint (the trained denoiser)")
-        from diffusion_regimes.train import load_denoiser  # provided by the UNet stage
+        from diffusion_regimes.train import load_checkpoint, load_denoiser
 
-        eps_model = load_denoiser(checkpoint, device=device)
-        return NoisePredictorScore(eps_model, image_shape=tuple(training.shape[1:]), device=device)
+        eps_model = load_denoiser(checkpoint, device=device)  # UNet in eval mode: eps_model(x, k) -> eps
+        step = int(load_checkpoint(checkpoint)["step"])
+        score = NoisePredictorScore(eps_model, image_shape=tuple(training.shape[1:]), device=device)
+        return score, {"checkpoint_step": step}
     raise ConfigError(f"model {model!r} is not valid; choose one of ['exact', 'unet']")
 
 
@@ -78,22 +83,35 @@ def _regimes_clone(args: argparse.Namespace) -> None:
     set_threads(args.threads)
     spec = from_json(IdealSpec, args.spec, where="ideal")
     device = resolve_device(args.device)
+    full = _subset(args.subset)
+    if args.model == "unet" and args.n != full.n:
+        # train-ddpm fits the UNet on the whole prepared subset: phi_C, t̂_C and the memorisation ratio
+        # must be measured against that same training set
+        raise ConfigError(f"model 'unet' was trained on all {full.n} images of {args.subset}; "
+                          f"measure it with --n {full.n}, not {args.n}")
     subset = _subset(args.subset, args.n)
     classifier, record = load_classifier(args.classifier, device=device)
-    score = _score(args.model, training=subset.images, spec=spec, checkpoint=args.checkpoint, device=device)
+    score, model_record = _score(args.model, training=subset.images, spec=spec, checkpoint=args.checkpoint,
+                                 device=device)
     gen = torch.Generator().manual_seed(args.seed)
     result = cloning_experiment(score=score, training=subset.images, spec=spec, generator=gen, progress=True,
                                 labeller=lambda x: predict(classifier, x))
     out = Path(args.out_dir)
-    config = {"ideal": to_dict(spec), "n": args.n, "model": args.model}
+    config = {"ideal": to_dict(spec), "n": args.n, "model": args.model, **model_record}
     table = result.branch_table()
     table.insert(0, "classifier_accuracy", record["held_out_accuracy"])
     write_table(table, out / "branches.csv", config=config, seed=args.seed)
-    write_table(pd.DataFrame({"t_c_hat": result.t_collapse, "memorisation_ratio": result.memorisation}),
+    write_table(pd.DataFrame({"t_c_hat": result.t_collapse, "memorisation_ratio": result.memorisation,
+                              "nearest": result.neighbours[:, 0].numpy(),
+                              "second_nearest": result.neighbours[:, 1].numpy()}),
                 out / "trajectories.csv", config=config, seed=args.seed)
-    write_json(out / "summary.json", {**result.summary(), "classifier_accuracy": record["held_out_accuracy"]})
+    write_json(out / "summary.json", {**result.summary(), "classifier_accuracy": record["held_out_accuracy"],
+                                      **model_record})
     with atomic_path(out / "strip.pt") as tmp:
         torch.save([(k, t, rows.float()) for k, t, rows in result.strip], tmp)
+    with atomic_path(out / "samples.pt") as tmp:
+        torch.save({"samples": result.samples.float(), "neighbours": result.neighbours,
+                    "memorisation_ratio": torch.as_tensor(result.memorisation)}, tmp)
 
 
 def _regimes_entropy(args: argparse.Namespace) -> None:
@@ -150,6 +168,8 @@ def _regimes_row(args: argparse.Namespace) -> None:
         "classifier_accuracy": summary["classifier_accuracy"], "pairs": summary["pairs"],
         "branch_times": summary["branch_times"], "steps": summary["steps"], "seed": args.seed,
         "sweep_seconds": summary["seconds"],
+        # the DDPM optimiser step of the UNet checkpoint (empty for the exact score)
+        "checkpoint_step": summary.get("checkpoint_step"),
     }
     write_table(pd.DataFrame([row]), args.out, config={"row": vars(args) | {"func": None}}, seed=args.seed)
 
@@ -161,29 +181,50 @@ def _regimes_table(args: argparse.Namespace) -> None:
 
 
 def _regimes_figures(args: argparse.Namespace) -> None:
+    """Theory, the ideal (exact) and the learned (unet) model on the same axes for one dataset."""
     from diffusion_regimes.plots import save_figure
-    from diffusion_regimes.plots.regimes import collapse_figure, phi_figure, strip_figure
+    from diffusion_regimes.plots.regimes import (
+        MODEL_NAME,
+        collapse_figure,
+        neighbours_figure,
+        phi_figure,
+        strip_figure,
+    )
 
     table = pd.read_csv(args.table)
-    rows = table[table["dataset"] == args.dataset]
+    rows = table[table["dataset"] == args.dataset].sort_values(["model", "n"])
     if rows.empty:
         raise DataError(f"{args.table} has no rows for dataset {args.dataset!r}")
     t_s = float(rows["t_s_theory"].iloc[0])
     base = Path(args.regimes_dir)
-    labelled = [(f"{r.model}, n = {r.n}", pd.read_csv(base / f"n{r.n}" / r.model / "branches.csv"))
-                for r in rows.itertuples()]
+
+    def folder(r) -> Path:
+        return base / f"n{int(r.n)}" / r.model
+
+    curves = [(r.model, int(r.n), pd.read_csv(folder(r) / "branches.csv"), float(r.t_s_measured))
+              for r in rows.itertuples()]
     cfg = {"dataset": args.dataset}
-    save_figure(phi_figure(labelled, t_s_theory=t_s), args.phi, config=cfg, seed=args.seed)
-    top = rows[rows["model"] == "exact"].sort_values("n").iloc[-1]
-    folder = base / f"n{int(top['n'])}"
-    fig = collapse_figure(branches=pd.read_csv(folder / "exact" / "branches.csv"),
-                          t_collapse=pd.read_csv(folder / "exact" / "trajectories.csv")["t_c_hat"].to_numpy(),
-                          entropy=pd.read_csv(folder / "entropy.csv"), t_c_entropy=float(top["t_c_entropy"]),
-                          title=f"{args.dataset}, exact empirical score, n = {int(top['n'])}, "
-                                f"alpha = {top['alpha']:.4f}")
+    save_figure(phi_figure(curves, t_s_theory=t_s), args.phi, config=cfg, seed=args.seed)
+
+    # collapse and neighbours: every model at the largest n (the whole subset, where the UNet was trained)
+    n_top = int(rows["n"].max())
+    top = rows[rows["n"] == n_top]
+    first = top.iloc[0]
+    fig = collapse_figure(
+        curves=[(r.model, n_top, pd.read_csv(folder(r) / "branches.csv"),
+                 pd.read_csv(folder(r) / "trajectories.csv")["t_c_hat"].to_numpy())
+                for r in top.itertuples()],
+        entropy=pd.read_csv(base / f"n{n_top}" / "entropy.csv"), t_c_entropy=float(first["t_c_entropy"]),
+        title=f"{args.dataset}, n = {n_top}, alpha = {first['alpha']:.4f}")
     save_figure(fig, args.collapse, config=cfg, seed=args.seed)
-    subset = _subset(args.subset)
-    strip = torch.load(folder / "exact" / "strip.pt", weights_only=True)
+
+    subset = _subset(args.subset, n_top)
+    panels = [(MODEL_NAME.get(r.model, r.model), torch.load(folder(r) / "samples.pt", weights_only=True))
+              for r in top.itertuples()]
+    fig = neighbours_figure(panels, training=subset.images, to_pixels=subset.to_pixels)
+    save_figure(fig, args.neighbours, config=cfg, seed=args.seed)
+    strip_row = top[top["model"] == "exact"].iloc[0] if (top["model"] == "exact").any() else first
+    strip = torch.load(base / f"n{n_top}" / strip_row["model"] / "strip.pt", weights_only=True)
     save_figure(strip_figure(strip, to_pixels=subset.to_pixels), args.strip, config=cfg, seed=args.seed)
 
 
@@ -235,5 +276,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--phi", required=True)
     p.add_argument("--collapse", required=True)
     p.add_argument("--strip", required=True)
+    p.add_argument("--neighbours", required=True, help="samples | 1st | 2nd nearest training image figure")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_regimes_figures)
