@@ -13,6 +13,7 @@ include: "workflow/rules/classifier.smk"
 include: "workflow/rules/collapse.smk"
 include: "workflow/rules/speciation.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/gaussian_mixture.smk"
 include: "workflow/rules/learned.smk"
 
 

@@ -71,7 +71,8 @@ def test_chunking_does_not_change_result():
     kwargs = dict(times=TIMES, n_prime=700)
     big = excess_entropy(data, generator=torch.Generator().manual_seed(3), max_chunk_bytes=2**30, **kwargs)
     # forces 128-row chunks and ~100-column chunks: the streamed logsumexp and several row chunks run
-    small = excess_entropy(data, generator=torch.Generator().manual_seed(3), max_chunk_bytes=300_000, **kwargs)
+    small = excess_entropy(data, generator=torch.Generator().manual_seed(3), max_chunk_bytes=300_000,
+                           **kwargs)
     # float32 exponentials are taken after subtracting a running max that depends on the chunking, so
     # each term is rounded differently (relative u = 6e-8, i.e. ~u/d in g): 1e-9 is that level
     np.testing.assert_allclose(small.f, big.f, rtol=0, atol=1e-9)
@@ -88,7 +89,8 @@ def test_float32_matmul_matches_float64():
     data = _data(2000, 512, seed=1)
     kwargs = dict(times=[0.3, 1.0, 3.0], n_prime=256)
     f32 = excess_entropy(data, generator=torch.Generator().manual_seed(2), **kwargs)
-    f64 = excess_entropy(data, generator=torch.Generator().manual_seed(2), matmul_dtype=torch.float64, **kwargs)
+    f64 = excess_entropy(data, generator=torch.Generator().manual_seed(2), matmul_dtype=torch.float64,
+                         **kwargs)
     # the comment in entropy.py bounds the float32 error of g_nu by ~sqrt(d) u / Delta ~ 3e-6 here; the
     # mean over n' samples is smaller still.  Asking 1e-3 of alpha (1.5e-5) leaves a margin of ~5.
     np.testing.assert_allclose(f32.f, f64.f, rtol=0, atol=1e-3 * f64.alpha)

@@ -10,8 +10,9 @@ import argparse
 from collections.abc import Callable, Sequence
 
 from diffusion_regimes.benchmarks import baseline, empirical_score
-from diffusion_regimes.benchmarks import baseline
+from diffusion_regimes.benchmarks import gaussian_mixture as gm_bench
 from diffusion_regimes.benchmarks import unet as _unet
+from diffusion_regimes.benchmarks import spectrum as _spectrum
 
 
 def _matmul(args: argparse.Namespace) -> None:
@@ -24,6 +25,8 @@ BENCHMARKS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
     "matmul": (_matmul, "the float32 matmul baseline alone"),
     "score": (empirical_score.run, "exact empirical score evaluations/s vs the matmul rate"),
     "unet": (_unet.run, "UNet training/sampling images/s and FLOP rate (default and paper presets)"),
+    "gm": (gm_bench.run, "Gaussian mixture: full vs reduced engine, Fig. 2 time, entropy GFLOP/s vs matmul"),
+    "spectrum": (_spectrum.run, "top covariance eigenvalue: matrix-free lobpcg vs covariance + eigvalsh"),
 }
 
 

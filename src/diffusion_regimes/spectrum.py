@@ -24,7 +24,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 __all__ = [
-    "SpectraOptions", "SubsetSpectrum", "centre_pixels", "channel_views", "covariance_spectrum", "subset_spectrum", "t_speciation",
+    "SpectraOptions", "SubsetSpectrum", "bootstrap_top_eigenvalue", "centre_pixels", "channel_views", "covariance_spectrum", "subset_spectrum", "t_speciation",
     "spectrum_top", "top_eigenvalue",
 ]
 
@@ -45,8 +45,8 @@ class SpectraOptions:
 
 
 def t_speciation(lam: float) -> float:
-    """t_S = ½ log Λ (SCIENCE.md section 2: Λ e^{-2 t_S} = 1)."""
-    return 0.5 * math.log(lam)
+    """t_S = ½ log Λ (SCIENCE.md section 2: Λ e^{-2 t_S} = 1); NaN when Λ <= 0 (no variance at all)."""
+    return 0.5 * math.log(lam) if lam > 0 else math.nan
 
 
 def centre_pixels(x: torch.Tensor) -> torch.Tensor:
@@ -66,8 +66,9 @@ class _CovarianceProduct(TorchFunctionMode):
         kwargs = kwargs or {}
         if func is torch.matmul and args and args[0] is self.placeholder:
             self.products += 1
-            v = args[1]
-            return self.x.T @ (self.x @ v) / (self.x.shape[0] - 1)
+            y = self.x @ args[1]
+            # (yᵀ X)ᵀ reads X row-major once; X.T @ y would stream a transposed view (measured 3-4x slower).
+            return (y.T @ self.x).T / (self.x.shape[0] - 1)
         return func(*args, **kwargs)
 
 

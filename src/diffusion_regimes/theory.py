@@ -42,7 +42,7 @@ def delta(t: np.ndarray | float) -> np.ndarray:
 
 
 def gamma(t: np.ndarray | float, *, sigma: float = 1.0) -> np.ndarray:
-    """``Gamma_t = Delta_t + sigma^2 e^{-2t}``, variance of each noised cluster (array version of score.gamma_t)."""
+    """``Gamma_t = Delta_t + sigma^2 e^{-2t}``: variance of each noised cluster (array score.gamma_t)."""
     t = np.asarray(t, dtype=np.float64)
     return delta(t) + sigma**2 * np.exp(-2.0 * t)
 

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from diffusion_regimes.cli import data as _data
-from diffusion_regimes.cli import ideal
+from diffusion_regimes.cli import gaussian_mixture, ideal
 from diffusion_regimes.cli import train as _train
 from diffusion_regimes.errors import PipelineError
 
@@ -24,6 +24,7 @@ COMMAND_GROUPS: tuple[Register, ...] = (
     _data.register,
     ideal.register,
     _train.register,
+    gaussian_mixture.register,
 )
 
 
@@ -35,6 +36,23 @@ def build_parser() -> argparse.ArgumentParser:
     for register in COMMAND_GROUPS:
         register(sub)
     return parser
+
+
+def network_commands(parser: argparse.ArgumentParser | None = None) -> frozenset[str]:
+    """Sub-commands that train or sample a neural network.
+
+    A command marks itself with ``set_defaults(func=..., uses_network=True)`` in its ``register``; the
+    workflow rule that calls it must then request ``gpu`` in its resources (tests/test_profiles.py), so
+    that the SLURM profile sends it to a GPU partition.
+    """
+    parser = parser or build_parser()
+    return frozenset(
+        name
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+        for name, sub in action.choices.items()
+        if sub.get_default("uses_network")
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

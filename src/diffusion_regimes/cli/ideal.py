@@ -233,7 +233,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_spec_arguments(p)
     p.add_argument("--subset", required=True)
     p.add_argument("--out", required=True, help="checkpoint path (.pt); the accuracy goes to .json beside it")
-    p.set_defaults(func=_classifier_train)
+    p.set_defaults(func=_classifier_train, uses_network=True)
 
     p = sub.add_parser("regimes-clone", help="shared-trunk cloning sweep of one model on a subset prefix")
     add_spec_arguments(p)
@@ -243,7 +243,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="exact", choices=("exact", "unet"))
     p.add_argument("--checkpoint", default=None, help="denoiser checkpoint (model unet)")
     p.add_argument("--out-dir", required=True)
-    p.set_defaults(func=_regimes_clone)
+    p.set_defaults(func=_regimes_clone, uses_network=True)
 
     p = sub.add_parser("regimes-entropy", help="excess entropy f^e(t)/alpha of a subset prefix")
     add_spec_arguments(p)

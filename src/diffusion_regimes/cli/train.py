@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, type=Path, help="final weights (.pt)")
     p.add_argument("--loss-table", required=True, type=Path, help="loss log (.csv)")
     p.add_argument("--figure", required=True, type=Path, help="loss + samples figure (.pdf; .png beside it)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, uses_network=True)
 
 
 def _load_subset(path: Path):

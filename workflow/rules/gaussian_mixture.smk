@@ -1,0 +1,162 @@
+# Gaussian-mixture study (SCIENCE.md section 3): one job per dimension, then merged tables and figures.
+GM = config["gaussian_mixture"]
+GM_SPEC = GM["speciation"]
+GM_TABLES = "results/tables"
+GM_FIGURES = "results/figures"
+GM_PARTS = "results/gaussian_mixture"
+
+# (engine, d, pairs) of every speciation job: the figure's engine for each d, plus the full-d check
+GM_SPECIATION_JOBS = [(GM_SPEC["engine"], d) for d in GM_SPEC["dims"]]
+if GM_SPEC["check_pairs"] > 0 and GM_SPEC["engine"] != "full":
+    GM_SPECIATION_JOBS.append(("full", GM_SPEC["check_dim"]))
+
+
+def gm_speciation_pairs(wildcards):
+    full_check = wildcards.engine == "full" and GM_SPEC["engine"] != "full"
+    return GM_SPEC["check_pairs"] if full_check else GM_SPEC["pairs"]
+
+
+rule gm_speciation:
+    output:
+        with_provenance(GM_PARTS + "/speciation_{engine}_d{d}.csv"),
+    params:
+        spec=spec("gaussian_mixture"),
+        pairs=gm_speciation_pairs,
+        seed=config["seed"],
+    wildcard_constraints:
+        engine="full|reduced",
+        d=r"\d+",
+    log:
+        "results/logs/gm_speciation_{engine}_d{d}.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "{CLI} gm-speciation --spec {params.spec:q} --seed {params.seed} --threads {threads}"
+        " --d {wildcards.d} --engine {wildcards.engine} --pairs {params.pairs}"
+        " --output {output[0]} 2> {log}"
+
+
+rule gm_speciation_table:
+    input:
+        [f"{GM_PARTS}/speciation_{engine}_d{d}.csv" for engine, d in GM_SPECIATION_JOBS],
+    output:
+        with_provenance(GM_TABLES + "/gm_speciation.csv", GM_TABLES + "/gm_speciation_times.csv"),
+    params:
+        spec=spec("gaussian_mixture"),
+        seed=config["seed"],
+    log:
+        "results/logs/gm_speciation_table.log",
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    shell:
+        "{CLI} gm-merge --spec {params.spec:q} --seed {params.seed} --kind speciation --inputs {input}"
+        " --output {output[0]} --times-output {output[2]} 2> {log}"
+
+
+rule gm_collapse:
+    output:
+        with_provenance(GM_PARTS + "/collapse_d{d}.csv"),
+    params:
+        spec=spec("gaussian_mixture"),
+        seed=config["seed"],
+        device=config["device"],
+    wildcard_constraints:
+        d=r"\d+",
+    log:
+        "results/logs/gm_collapse_d{d}.log",
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "{CLI} gm-collapse --spec {params.spec:q} --seed {params.seed} --threads {threads}"
+        " --device {params.device} --d {wildcards.d} --output {output[0]} 2> {log}"
+
+
+rule gm_collapse_table:
+    input:
+        expand(GM_PARTS + "/collapse_d{d}.csv", d=config["gaussian_mixture"]["collapse"]["dims"]),
+    output:
+        with_provenance(GM_TABLES + "/gm_collapse.csv"),
+    params:
+        spec=spec("gaussian_mixture"),
+        seed=config["seed"],
+    log:
+        "results/logs/gm_collapse_table.log",
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    shell:
+        "{CLI} gm-merge --spec {params.spec:q} --seed {params.seed} --kind collapse --inputs {input}"
+        " --output {output[0]} 2> {log}"
+
+
+rule gm_collapse_law:
+    output:
+        with_provenance(GM_TABLES + "/gm_collapse_law.csv"),
+    params:
+        spec=spec("gaussian_mixture"),
+        seed=config["seed"],
+        device=config["device"],
+    log:
+        "results/logs/gm_collapse_law.log",
+    threads: 1  # small matmuls; overlaps the single-threaded full-d speciation check
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "{CLI} gm-collapse-law --spec {params.spec:q} --seed {params.seed} --threads {threads}"
+        " --device {params.device} --output {output[0]} 2> {log}"
+
+
+GM_FIGURE_NAMES = ["gm_speciation", "gm_collapse", "gm_collapse_law", "gm_potential"]
+
+
+rule gm_figures:
+    input:
+        speciation=GM_TABLES + "/gm_speciation.csv",
+        speciation_times=GM_TABLES + "/gm_speciation_times.csv",
+        collapse=GM_TABLES + "/gm_collapse.csv",
+        law=GM_TABLES + "/gm_collapse_law.csv",
+    output:
+        speciation=report(GM_FIGURES + "/gm_speciation.pdf", caption="../report/gm_speciation.rst",
+                          category="Gaussian mixture"),
+        collapse=report(GM_FIGURES + "/gm_collapse.pdf", caption="../report/gm_collapse.rst",
+                        category="Gaussian mixture"),
+        law=report(GM_FIGURES + "/gm_collapse_law.pdf", caption="../report/gm_collapse_law.rst",
+                   category="Gaussian mixture"),
+        potential=report(GM_FIGURES + "/gm_potential.pdf", caption="../report/gm_potential.rst",
+                         category="Gaussian mixture"),
+        extra=with_provenance(*[f"{GM_FIGURES}/{name}.png" for name in GM_FIGURE_NAMES])
+        + [provenance(f"{GM_FIGURES}/{name}.pdf") for name in GM_FIGURE_NAMES],
+    params:
+        spec=spec("gaussian_mixture"),
+        seed=config["seed"],
+    log:
+        "results/logs/gm_figures.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    shell:
+        "{CLI} gm-figures --spec {params.spec:q} --seed {params.seed}"
+        " --speciation {input.speciation} --speciation-times {input.speciation_times}"
+        " --collapse {input.collapse} --law {input.law}"
+        " --out-speciation {output.speciation} --out-collapse {output.collapse}"
+        " --out-law {output.law} --out-potential {output.potential} 2> {log}"
+
+
+TARGETS.extend(
+    [
+        GM_TABLES + "/gm_speciation.csv",
+        GM_TABLES + "/gm_speciation_times.csv",
+        GM_TABLES + "/gm_collapse.csv",
+        GM_TABLES + "/gm_collapse_law.csv",
+    ]
+    + [f"{GM_FIGURES}/{name}.{ext}" for name in GM_FIGURE_NAMES for ext in ("pdf", "png")]
+)
