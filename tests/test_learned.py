@@ -98,20 +98,3 @@ def test_unet_rows_end_to_end(tmp_path):
                  *[a for stem, p in figs.items() for a in (f"--{stem}", str(p))]]) == 0
     assert all(p.is_file() and p.with_suffix(".png").is_file() for p in figs.values())
 
-
-@pytest.mark.slow
-def test_tiny_workflow_has_unet_rows(repo, tmp_path):
-    """The default workflow under config/tiny.yaml builds the regimes table with exact and unet rows."""
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "PYTHONPATH": str(repo / "src")}
-    cmd = [sys.executable, "-m", "snakemake", "results/tables/regimes.csv",
-           "results/figures/regimes_neighbours_mnist.pdf", "--snakefile", str(repo / "Snakefile"),
-           "--directory", str(tmp_path), "--configfile", str(repo / "config" / "tiny.yaml"), "--cores", "2"]
-    subprocess.run(cmd, check=True, env=env, cwd=tmp_path)
-    table = pd.read_csv(tmp_path / "results" / "tables" / "regimes.csv")
-    rows = sorted(zip(table["model"], table["n"], strict=True))
-    assert rows == [("exact", 20), ("exact", 200), ("unet", 200)]
-    assert table.loc[table["model"] == "unet", "checkpoint_step"].tolist() == [4]

@@ -65,6 +65,16 @@ def test_gaussian_mixture_outputs_are_sane(tiny_run):
         assert (tiny_run / "results" / "figures" / f"{name}.png").stat().st_size > 1000
 
 
+def test_regimes_has_exact_and_unet_rows(tiny_run):
+    """tiny.yaml: the exact score at n = 20 and all (= 200), the UNet only at 200 (its training set)."""
+    table = pd.read_csv(tiny_run / "results" / "tables" / "regimes.csv")
+    rows = sorted(zip(table["model"], table["n"], strict=True))
+    assert rows == [("exact", 20), ("exact", 200), ("unet", 200)]
+    unet = table[table["model"] == "unet"].iloc[0]
+    assert unet["checkpoint_step"] == 4 and 0.0 <= unet["memorised_fraction"] <= 1.0
+    assert (tiny_run / "results" / "figures" / "regimes_neighbours_mnist.png").stat().st_size > 1000
+
+
 def test_report(tiny_run):
     report = tiny_run / "report.html"
     run = _snakemake("--configfile", str(REPO / "config" / "tiny.yaml"), "--report", str(report),
