@@ -68,7 +68,9 @@ rule gm_collapse:
         d=r"\d+",
     log:
         "results/logs/gm_collapse_d{d}.log",
-    threads: 2
+    # one thread per d: the three jobs, and the single-threaded training job, then share a small CPU
+    # instead of a 2-thread job waiting for both cores to be free
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
