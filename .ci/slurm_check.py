@@ -5,7 +5,7 @@
       id the executor reported is COMPLETED in squeue, and GPU jobs went to the GPU partition.
   python .ci/slurm_check.py tables LOCAL_DIR SLURM_DIR
       both runs wrote the same results/tables/*.csv with equal values (provenance sidecars, which hold
-      timestamps and hosts, are not compared).
+      timestamps and hosts, and wall-clock columns such as elapsed_s are not compared).
 """
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: \S*/ru
 # tolerance only absorbs a different floating-point summation order (threads, BLAS kernels); a real
 # divergence (wrong inputs, a job that ran twice with other randomness) is orders of magnitude larger.
 RTOL, ATOL = 1e-6, 1e-10
+
+# Columns that record how long something took on this machine (throughput, wall time): they differ
+# between any two runs and are not results.
+WALL_CLOCK_COLUMNS = frozenset({"elapsed_s", "images_per_s", "sweep_seconds"})
 
 
 def check_jobs(local_log: str, slurm_log: str, gpu_partition: str) -> None:
@@ -82,6 +86,8 @@ def check_tables(local_dir: str, slurm_dir: str) -> None:
                             f"vs {list(b.columns)} {b.shape}")
             continue
         for col in a.columns:
+            if col in WALL_CLOCK_COLUMNS:
+                continue
             x, y = a[col], b[col]
             if pd.api.types.is_numeric_dtype(x) and pd.api.types.is_numeric_dtype(y):
                 ok = np.allclose(x.to_numpy(float), y.to_numpy(float), rtol=RTOL, atol=ATOL, equal_nan=True)
