@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from diffusion_regimes.config import to_dict
-from diffusion_regimes.provenance import atomic_path, write_json
+from diffusion_regimes.provenance import save_torch, write_json
 
 
 @dataclass(frozen=True)
@@ -182,8 +182,7 @@ def save_classifier(trained: TrainedClassifier, path: str | Path, *, seed: int, 
         "spec": to_dict(trained.spec),
         **(extra or {}),
     }
-    with atomic_path(path) as tmp:
-        torch.save({"state_dict": trained.model.state_dict(), "record": record}, tmp)
+    save_torch({"state_dict": trained.model.state_dict(), "record": record}, path)
     write_json(path.with_suffix(".json"), record)
 
 

@@ -90,6 +90,14 @@ def write_json(path: str | Path, data: Any) -> None:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def save_torch(obj: Any, path: str | Path) -> None:
+    """Atomic ``torch.save`` (tensors, state dicts, checkpoints): a killed job leaves no truncated file."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
 def write_sidecar(
     output: str | Path, *, config: Any, seed: int | None, extra: Mapping[str, Any] | None = None
 ) -> Path:

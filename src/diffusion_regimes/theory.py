@@ -27,6 +27,7 @@ __all__ = [
     "log_cosh",
     "potential",
     "t_collapse",
+    "t_collapse_of_alpha",
     "t_speciation",
     "t_speciation_spectral",
 ]
@@ -105,7 +106,12 @@ def t_collapse(n: int | np.ndarray, d: int | np.ndarray, *, sigma: float = 1.0) 
     """
     n = np.asarray(n, dtype=np.float64)
     d = np.asarray(d, dtype=np.float64)
-    return 0.5 * np.log1p(sigma**2 / np.expm1(2.0 * np.log(n) / d))
+    return t_collapse_of_alpha(np.log(n) / d, sigma=sigma)
+
+
+def t_collapse_of_alpha(alpha: float | np.ndarray, *, sigma: float = 1.0) -> np.ndarray:
+    """``t_C = 1/2 log(1 + sigma^2 / (e^{2 alpha} - 1))``: t_C depends on (n, d) only through alpha = log(n)/d."""
+    return 0.5 * np.log1p(sigma**2 / np.expm1(2.0 * np.asarray(alpha, dtype=np.float64)))
 
 
 def excess_entropy_theory(

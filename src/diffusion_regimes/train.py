@@ -33,7 +33,7 @@ from torch.nn import functional as F
 
 from diffusion_regimes.config import to_dict
 from diffusion_regimes.errors import ConfigError, TrainingError
-from diffusion_regimes.provenance import atomic_path
+from diffusion_regimes.provenance import atomic_path, save_torch
 from diffusion_regimes.sampler import DDPMAncestral, run_trajectories
 from diffusion_regimes.schedule import DDPMSchedule
 from diffusion_regimes.score import NoisePredictorScore
@@ -210,12 +210,6 @@ def load_denoiser(path: str | Path, *, weights: str = "auto", device: torch.devi
     return model.eval()
 
 
-def save_checkpoint(path: Path, payload: dict) -> None:
-    """Atomic ``torch.save``: a killed job never leaves a truncated checkpoint under its final name."""
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-
-
 def _rng_state(device: torch.device, noise_gen: torch.Generator) -> dict:
     return {
         "torch_cpu": torch.get_rng_state(),
@@ -349,14 +343,14 @@ def train_ddpm(
                 pending, t_log = [], now
             if at_checkpoint:
                 newest = checkpoint_path(run_dir, done)
-                save_checkpoint(newest, {
+                save_torch({
                     "step": done,
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "ema": ema.state_dict() if ema is not None else None,
                     "rng": _rng_state(device, noise_gen),
                     "config": config_record,
-                })
+                }, newest)
                 for _, old in list_checkpoints(run_dir)[: -config.keep_checkpoints]:
                     old.unlink()
                 if on_checkpoint is not None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +21,9 @@ import torch
 from diffusion_regimes.cli.common import add_spec_arguments
 from diffusion_regimes.config import from_json, to_dict
 from diffusion_regimes.errors import ConfigError, DataError
-from diffusion_regimes.provenance import atomic_path, write_json, write_table
+from diffusion_regimes.provenance import save_torch, write_json, write_table
 from diffusion_regimes.runtime import resolve_device, set_threads
+from diffusion_regimes.spectrum import t_speciation
 
 
 def _subset(path: str, n: int | None = None):
@@ -107,11 +107,9 @@ def _regimes_clone(args: argparse.Namespace) -> None:
                 out / "trajectories.csv", config=config, seed=args.seed)
     write_json(out / "summary.json", {**result.summary(), "classifier_accuracy": record["held_out_accuracy"],
                                       **model_record})
-    with atomic_path(out / "strip.pt") as tmp:
-        torch.save([(k, t, rows.float()) for k, t, rows in result.strip], tmp)
-    with atomic_path(out / "samples.pt") as tmp:
-        torch.save({"samples": result.samples.float(), "neighbours": result.neighbours,
-                    "memorisation_ratio": torch.as_tensor(result.memorisation)}, tmp)
+    save_torch([(k, t, rows.float()) for k, t, rows in result.strip], out / "strip.pt")
+    save_torch({"samples": result.samples.float(), "neighbours": result.neighbours,
+                "memorisation_ratio": torch.as_tensor(result.memorisation)}, out / "samples.pt")
 
 
 def _regimes_entropy(args: argparse.Namespace) -> None:
@@ -136,17 +134,13 @@ def _regimes_entropy(args: argparse.Namespace) -> None:
 def _spectrum_of(path: str, dataset: str) -> tuple[float, float]:
     """(Lambda, theory t_S) of ``dataset`` from the spectra table (paper convention: first channel)."""
     table = pd.read_csv(path)
+    if "lambda_first_channel" not in table:
+        raise DataError(f"{path}: no 'lambda_first_channel' column (columns: {list(table.columns)})")
     rows = table[table["dataset"] == dataset] if "dataset" in table else table
     if rows.empty:
         raise DataError(f"{path} has no row for dataset {dataset!r}")
-    row = rows.iloc[0]
-    cols = {c.lower(): c for c in table.columns}
-    lam_col = next((cols[c] for c in cols if c.startswith("lambda")), None)
-    ts_col = next((cols[c] for c in cols if c.startswith("t_s")), None)
-    if lam_col is None:
-        raise DataError(f"{path}: no Lambda column among {list(table.columns)}")
-    lam = float(row[lam_col])
-    return lam, float(row[ts_col]) if ts_col else 0.5 * math.log(lam)
+    lam = float(rows.iloc[0]["lambda_first_channel"])
+    return lam, t_speciation(lam)
 
 
 def _regimes_row(args: argparse.Namespace) -> None:

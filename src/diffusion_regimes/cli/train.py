@@ -13,14 +13,13 @@ from diffusion_regimes import runtime
 from diffusion_regimes.cli.common import add_spec_arguments
 from diffusion_regimes.config import from_json, to_dict
 from diffusion_regimes.errors import DataError
-from diffusion_regimes.provenance import write_sidecar, write_table
+from diffusion_regimes.provenance import save_torch, write_sidecar, write_table
 from diffusion_regimes.train import (
     LOSS_LOG,
     TrainConfig,
     TrainResult,
     load_checkpoint,
     sample,
-    save_checkpoint,
     train_ddpm,
 )
 from diffusion_regimes.unet import UNetSpec
@@ -82,7 +81,7 @@ def train_and_report(
         gen = torch.Generator(device=device).manual_seed(seed)
         x = sample(model, n=config.grid_images, shape=shape, generator=gen,
                    bf16=device.type == "cuda" and config.bf16, progress=True).cpu()
-        torch.save(x, cached)
+        save_torch(x, cached)
         return x
 
     def on_checkpoint(step: int, model: torch.nn.Module, folder: Path) -> None:
@@ -98,7 +97,7 @@ def train_and_report(
 
     ckpt = load_checkpoint(result.checkpoint)
     final = {key: ckpt[key] for key in ("step", "model", "ema", "config")}
-    save_checkpoint(checkpoint, final)
+    save_torch(final, checkpoint)
     write_sidecar(checkpoint, config=record, seed=seed, extra={"run_dir": str(result.run_dir)})
 
     frame = pd.read_csv(result.run_dir / LOSS_LOG)

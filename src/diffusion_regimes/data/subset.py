@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from diffusion_regimes.errors import DataError
-from diffusion_regimes.provenance import atomic_path, write_json
+from diffusion_regimes.provenance import save_torch, write_json
 
 __all__ = ["PreparedSubset", "json_path_for"]
 
@@ -81,12 +81,10 @@ class PreparedSubset:
     def save(self, path: str | Path) -> None:
         """Write ``path`` (tensors) and its JSON record beside it, both atomically."""
         path = Path(path)
-        with atomic_path(path) as tmp:
-            torch.save(
-                {"images": self.images.contiguous(), "labels": self.labels,
-                 "channel_means": self.channel_means},
-                tmp,
-            )
+        save_torch(
+            {"images": self.images.contiguous(), "labels": self.labels, "channel_means": self.channel_means},
+            path,
+        )
         record = {
             **self.metadata,
             "dataset": self.dataset,

@@ -72,8 +72,7 @@ def collapse_law_figure(table: pd.DataFrame, *, sigma: float):
     """t_C against alpha = log(n)/d: the law (line) and numerical t_C from f^e (points, +-2 SE band)."""
     fig, ax = new_figure(figsize=(5.0, 3.8))
     alpha = np.geomspace(table["alpha"].min() * 0.7, table["alpha"].max() * 1.4, 300)
-    # t_C = 1/2 log(1 + sigma^2 / (e^{2 alpha} - 1)) depends on (n, d) only through alpha
-    ax.plot(alpha, 0.5 * np.log1p(sigma**2 / np.expm1(2 * alpha)), color="0.2", lw=1.2,
+    ax.plot(alpha, theory.t_collapse_of_alpha(alpha, sigma=sigma), color="0.2", lw=1.2,
             label=r"theory $\frac{1}{2}\log(1+\sigma^2/(e^{2\alpha}-1))$")
     for k, (n, group) in enumerate(table.groupby("n")):
         lo = (group["t_C_numeric"] - group["t_C_low"]).clip(lower=0)
