@@ -15,8 +15,9 @@ from diffusion_regimes.errors import ConfigError
 from diffusion_regimes.regimes import IdealSpec
 
 N = 24  # images of the synthetic subset (even: balanced classes)
-IDEAL = {"n_values": [12, "all"], "n_pairs": 3, "branch_every": 400, "branch_max_step": 800, "n_boot": 20,
-         "entropy_times": 3, "n_prime": 20, "strip_times": 3}
+IDEAL = {"n_values": [12, "all"], "n_pairs": 3, "chunk_pairs": 2, "sampler_steps": {"exact": 20, "unet": 10},
+         "branch_uniform": 3, "branch_dense": 0, "n_boot": 20, "entropy_times": 3, "n_prime": 20,
+         "strip_times": 3}
 
 
 def _subset(path):
@@ -59,30 +60,36 @@ def test_unet_rows_end_to_end(tmp_path):
                  "--checkpoint", str(ckpt), "--loss-table", str(tmp_path / "loss.csv"),
                  "--figure", str(tmp_path / "train.pdf")]) == 0
 
+    pd.DataFrame({"dataset": ["toy"], "lambda_first_channel": [4.0]}).to_csv(tmp_path / "s.csv", index=False)
+    for n in (12, N):
+        assert main(["regimes-entropy", "--spec", spec, *common, "--subset", str(tmp_path / "subset.pt"),
+                     "--n", str(n), "--out", str(tmp_path / f"n{n}" / "entropy.csv")]) == 0
+
     def clone(model, n, extra=()):
-        return main(["regimes-clone", "--spec", spec, *common, "--subset", str(tmp_path / "subset.pt"),
-                     "--classifier", str(tmp_path / "clf.pt"), "--n", str(n), "--model", model, *extra,
-                     "--out-dir", str(tmp_path / f"n{n}" / model)])
+        out = tmp_path / f"n{n}" / model
+        files = [a for name in ("branches.csv", "trajectories.csv", "summary.json", "strip.pt", "samples.pt")
+                 for a in (f"--{name.split('.')[0]}", str(out / name))]
+        return main(["regimes-clone", "--spec", spec, *common, "--dataset", "toy",
+                     "--subset", str(tmp_path / "subset.pt"), "--classifier", str(tmp_path / "clf.pt"),
+                     "--spectra", str(tmp_path / "s.csv"), "--entropy", str(tmp_path / f"n{n}" / "entropy.csv"),
+                     "--n", str(n), "--model", model, *extra, "--chunk-dir", str(out / "chunks"), *files])
 
     # the UNet saw all N images: measuring it against a prefix is refused (exit 2, ConfigError)
     assert clone("unet", 12, ["--checkpoint", str(ckpt)]) == 2
     assert clone("unet", N, ["--checkpoint", str(ckpt)]) == 0
     assert clone("exact", N) == 0
     summary = json.loads((tmp_path / f"n{N}" / "unet" / "summary.json").read_text())
-    assert summary["checkpoint_step"] == 3
+    assert summary["checkpoint_step"] == 3 and summary["steps"] == 10 and summary["chunks"] == 2
     record = torch.load(tmp_path / f"n{N}" / "unet" / "samples.pt", weights_only=True)
     assert record["samples"].shape == (3, 1, 16, 16) and record["neighbours"].shape == (3, 2)
     # the exact score at n = 24 copies its training points (d = 256, t -> 0): ratio ~ 0, all memorised
     exact = torch.load(tmp_path / f"n{N}" / "exact" / "samples.pt", weights_only=True)
     assert (exact["memorisation_ratio"] < 1 / 3).all()
 
-    assert main(["regimes-entropy", "--spec", spec, *common, "--subset", str(tmp_path / "subset.pt"),
-                 "--n", str(N), "--out", str(tmp_path / f"n{N}" / "entropy.csv")]) == 0
-    pd.DataFrame({"dataset": ["toy"], "lambda_first_channel": [4.0]}).to_csv(tmp_path / "s.csv", index=False)
     rows = []
     for model in ("exact", "unet"):
         rows.append(str(tmp_path / f"n{N}" / model / "row.csv"))
-        assert main(["regimes-row", "--summary", str(tmp_path / f"n{N}" / model / "summary.json"),
+        assert main(["regimes-row", "--spec", spec, "--summary", str(tmp_path / f"n{N}" / model / "summary.json"),
                      "--entropy", str(tmp_path / f"n{N}" / "entropy.csv"),
                      "--spectra", str(tmp_path / "s.csv"),
                      "--dataset", "toy", "--model", model, "--out", rows[-1]]) == 0
@@ -91,6 +98,9 @@ def test_unet_rows_end_to_end(tmp_path):
     assert table.loc["unet", "checkpoint_step"] == 3 and pd.isna(table.loc["exact", "checkpoint_step"])
     assert table.loc["exact", "memorised_fraction"] == 1.0
     assert 0.0 <= table.loc["unet", "memorised_fraction"] <= 1.0
+    # every row carries its quality verdict: "ok" exactly when quality_ok
+    assert all((verdict == "ok") == bool(ok) for verdict, ok in zip(table["quality"], table["quality_ok"],
+                                                                      strict=True))
 
     figs = {stem: tmp_path / f"{stem}.pdf" for stem in ("phi", "collapse", "strip", "neighbours")}
     assert main(["regimes-figures", "--table", str(tmp_path / "regimes.csv"), "--dataset", "toy",

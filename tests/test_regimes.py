@@ -1,27 +1,46 @@
-"""The cloning experiment end to end on a tiny synthetic training set (shapes, limits, collapse)."""
+"""The cloning experiment end to end on a tiny synthetic training set (shapes, limits, collapse, resume)."""
 
 import numpy as np
+import pytest
 import torch
 
-from diffusion_regimes.regimes import IdealSpec, cloning_experiment
+from diffusion_regimes.errors import ConfigError
+from diffusion_regimes.regimes import IdealSpec, cloning_experiment, quality_verdict
 from diffusion_regimes.schedule import DDPMSchedule
 from diffusion_regimes.score import EmpiricalScore
 
+N = 8
+
+
+def _two_clusters():
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(N) % 2
+    train = 0.3 * torch.randn(N, 1, 4, 4, dtype=torch.float64, generator=gen)
+    train += (2.0 * labels - 1.0).double()[:, None, None, None]
+    return train
+
+
+def _labeller(x):
+    """Class probabilities of the sign of the pixel sum (a perfect labeller for the two clusters)."""
+    one = (x.reshape(x.shape[0], -1).sum(dim=1) > 0).double()
+    return torch.stack([1.0 - one, one], dim=1)
+
+
+def _run(spec, *, chunk_dir=None, pairs=24):
+    train = _two_clusters()
+    return cloning_experiment(
+        score=EmpiricalScore(train.reshape(N, -1)), training=train, spec=spec, n_pairs=pairs, steps=100,
+        times=spec.branch_times(t_speciation=0.5, t_collapse=0.2, schedule=DDPMSchedule()), seed=3,
+        labeller=_labeller, chunk_dir=chunk_dir,
+    )
+
 
 def test_cloning_experiment_on_two_clusters_collapses_onto_training_points():
-    gen = torch.Generator().manual_seed(0)
-    n = 8
-    labels = torch.arange(n) % 2
-    train = 0.3 * torch.randn(n, 1, 4, 4, dtype=torch.float64, generator=gen)
-    train += (2.0 * labels - 1.0).double()[:, None, None, None]
-    spec = IdealSpec(n_pairs=24, branch_every=20, branch_max_step=100, n_boot=100, strip_times=3)
-    sched = DDPMSchedule(n_steps=100, beta_start=1e-3, beta_end=0.2)  # a short grid keeps the test fast
-    res = cloning_experiment(
-        score=EmpiricalScore(train.reshape(n, -1)), training=train, spec=spec, generator=gen, schedule=sched,
-        labeller=lambda x: (x.reshape(x.shape[0], -1).sum(dim=1) > 0).long(),
-    )
-    assert res.branch_steps.tolist() == [20, 40, 60, 80, 100]
-    assert np.all(np.diff(res.branch_times) > 0)
+    spec = IdealSpec(n_boot=100, strip_times=3, chunk_pairs=10, branch_uniform=6, branch_dense=3,
+                     branch_t_min=0.02, branch_t_max_factor=4.0)
+    res = _run(spec)
+    assert res.chunks == 3 and res.n_pairs == 24 and res.n_steps == 100
+    assert np.all(np.diff(res.branch_times) > 0) and res.branch_steps.size >= 8
     # clusters 2 / 0.3 apart in d = 16: a clone branched at the smallest time keeps the class; it keeps the
     # training point more often than one branched from pure noise, and phi_C <= phi since the same training
     # point implies the same class here
@@ -32,4 +51,56 @@ def test_cloning_experiment_on_two_clusters_collapses_onto_training_points():
     assert res.t_collapse.shape == (24,) and np.all(res.t_collapse >= 0)
     assert res.restart_score_evaluations > res.score_evaluations
     assert len(res.strip) == 3 and res.strip[0][2].shape == (1, 1, 4, 4)
-    assert res.branch_table().shape[0] == 5
+    table = res.branch_table()
+    assert table.shape[0] == res.branch_steps.size and {"phi_fit", "phi_c_fit"} <= set(table)
+    summary = res.summary()
+    assert summary["confident_fraction"] == 1.0 and summary["phi_t_min"] == 1.0
+
+
+def test_sweep_resumes_from_completed_chunks_with_the_same_result(tmp_path):
+    spec = IdealSpec(n_boot=50, strip_times=3, chunk_pairs=8, branch_uniform=4, branch_dense=0)
+    whole = _run(spec, chunk_dir=tmp_path)
+    chunks = sorted(tmp_path.glob("chunk-*.pt"))
+    assert len(chunks) == 3
+    chunks[-1].unlink()  # as if the job had been killed during the last chunk
+    again = _run(spec, chunk_dir=tmp_path)
+    uninterrupted = _run(spec, chunk_dir=None)
+    for other in (again, uninterrupted):
+        np.testing.assert_array_equal(other.phi, whole.phi)
+        np.testing.assert_array_equal(other.t_collapse, whole.t_collapse)
+        assert torch.equal(other.samples, whole.samples)
+        assert other.summary()["t_s_fit"] == whole.summary()["t_s_fit"]
+
+
+def test_branch_time_grid_is_dense_around_both_crossings():
+    spec = IdealSpec()
+    times = spec.branch_times(t_speciation=1.0, t_collapse=0.5, schedule=DDPMSchedule())
+    assert times.size == 18 and times[0] == pytest.approx(0.05) and times[-1] == pytest.approx(2.5)
+    assert np.sum(np.abs(times - 1.0) <= 0.3) >= 4 + 2 and np.sum(np.abs(times - 0.5) <= 0.151) >= 4
+    steps = IdealSpec(branch_grid="steps", branch_every=250, branch_max_step=1000)
+    assert steps.branch_times(t_speciation=1.0, t_collapse=0.5, schedule=DDPMSchedule()).size == 4
+    with pytest.raises(ConfigError, match="branch_grid"):
+        IdealSpec(branch_grid="log")
+
+
+def test_pairs_models_and_steps_per_model():
+    spec = IdealSpec(n_pairs={"exact": 1000, "unet": 256}, n_pairs_prefix=500, sampler_steps={"unet": 50},
+                     models={"lsun": ("unet",)})
+    assert spec.pairs_for("exact", n=1000, subset_n=1000) == 1000
+    assert spec.pairs_for("exact", n=100, subset_n=1000) == 500
+    assert spec.pairs_for("unet", n=1000, subset_n=1000) == 256
+    assert spec.steps_for("unet") == 50 and spec.steps_for("exact") == 1000
+    assert spec.models_for("lsun") == ("unet",) and spec.models_for("mnist") == ("exact", "unet")
+    with pytest.raises(ConfigError, match="unknown model"):
+        IdealSpec(sampler_steps={"vae": 10})
+
+
+def test_quality_gate_flags_inconsistent_labels_and_low_confidence():
+    spec = IdealSpec()
+    assert quality_verdict(phi_t_min=1.0, confident_fraction=0.95, real_confident_fraction=0.99, spec=spec) \
+        == (True, "ok")
+    ok, reason = quality_verdict(phi_t_min=0.9, confident_fraction=0.7, real_confident_fraction=0.99, spec=spec)
+    assert not ok and "phi(t_min)" in reason and "confident fraction" in reason
+    ok, reason = quality_verdict(phi_t_min=1.0, confident_fraction=0.9, real_confident_fraction=float("nan"),
+                                 spec=spec)
+    assert not ok and "no held-out" in reason

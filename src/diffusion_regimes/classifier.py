@@ -103,22 +103,33 @@ class TrainedClassifier:
     accuracy: float  # on the held-out split
     n_train: int
     n_held_out: int
+    held_out: torch.Tensor  # (n_held_out,) indices of the held-out images
 
     def predict(self, images: torch.Tensor, *, batch_size: int = 512) -> torch.Tensor:
         """Class labels ``(B,)`` long for images ``(B, C, H, W)`` (any float dtype/device; centred pixels)."""
         return predict(self.model, images, batch_size=batch_size)
 
 
-def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 512) -> torch.Tensor:
-    """Arg-max labels ``(B,)`` of ``model`` on ``images (B, C, H, W)``, in eval mode, batched."""
+def probabilities(model: nn.Module, images: torch.Tensor, *, batch_size: int = 512) -> torch.Tensor:
+    """Class probabilities ``(B, K)`` float32 of ``model`` on ``images (B, C, H, W)``, in eval mode, batched."""
     device = next(model.parameters()).device
     model.eval()
     out = []
     with torch.no_grad():
         for start in range(0, images.shape[0], batch_size):
             batch = images[start:start + batch_size].to(device=device, dtype=torch.float32)
-            out.append(model(batch).argmax(dim=1).cpu())
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
+            out.append(torch.softmax(model(batch).float(), dim=1).cpu())
+    return torch.cat(out) if out else torch.zeros((0, 2))
+
+
+def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 512) -> torch.Tensor:
+    """Arg-max labels ``(B,)`` of ``model`` on ``images (B, C, H, W)``, in eval mode, batched."""
+    return probabilities(model, images, batch_size=batch_size).argmax(dim=1)
+
+
+def confident_fraction(probs: torch.Tensor, *, level: float = 0.9) -> float:
+    """Fraction of rows of ``probs (B, K)`` whose largest class probability reaches ``level``."""
+    return float((probs.max(dim=1).values >= level).double().mean()) if probs.shape[0] else float("nan")
 
 
 def split_indices(n: int, *, held_out_fraction: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -165,7 +176,8 @@ def train_classifier(
             loss.backward()
             opt.step()
     accuracy = float((predict(model, x[test_idx]) == y[test_idx]).double().mean())
-    return TrainedClassifier(model.cpu(), spec, images.shape[1], accuracy, int(train_idx.numel()), int(test_idx.numel()))
+    return TrainedClassifier(model.cpu(), spec, images.shape[1], accuracy, int(train_idx.numel()),
+                             int(test_idx.numel()), test_idx)
 
 
 def save_classifier(trained: TrainedClassifier, path: str | Path, *, seed: int, extra: dict[str, Any] | None = None) -> None:

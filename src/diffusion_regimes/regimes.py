@@ -2,25 +2,46 @@
 
 One function, :func:`cloning_experiment`, serves every model: it receives a score (the exact empirical
 score -> model ``exact``, the ideal model; or a trained UNet through :class:`score.NoisePredictorScore` ->
-model ``unet``), the training set (for nearest training points) and a labeller (the classifier).  It runs
-the shared-trunk cloning sweep from pure noise on the DDPM grid, classifies both members of every pair,
-tracks the nearest training point along the trunk, and returns per-branch phi / phi_C with bootstrap
-standard errors, per-trajectory t̂_C, the crossings and the memorisation ratios.
+model ``unet``), the training set (for nearest training points) and a labeller (the classifier's class
+probabilities).  It runs shared-trunk cloning sweeps from pure noise on a (possibly respaced) DDPM grid,
+classifies both members of every pair, tracks the nearest training point along the trunk, and summarises:
+
+* phi(t) and phi_C(t) per branch time with bootstrap standard errors;
+* t_S from a maximum-likelihood fit of the whole phi(t) curve in the Gaussian-mixture family
+  (``estimators.fit_speciation_theory``), a logistic shape check, and the phi = 0.775 crossing;
+* t_C from a monotone fit of phi_C(t) (crossing 1/2), the crossing itself, and mean / median t̂_C;
+* the memorisation ratio and the classifier's confidence on the generated samples (the quality gate).
+
+Pairs run in chunks of ``spec.chunk_pairs``; chunk ``c`` draws its noise from a generator seeded by
+``seeds.derived_seed(seed, "clone-chunk", c)``, so the result does not depend on how many chunks a run
+needed, and a chunk directory lets an interrupted sweep resume from its last completed chunk with a result
+identical to an uninterrupted run.
 
 Sweeps run on image-shaped tensors ``(N, C, H, W)`` in float64 (the adapter casts to the network's dtype).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
+from diffusion_regimes.errors import ConfigError
+from diffusion_regimes.estimators import (
+    CurveFit,
+    fit_collapse_logistic,
+    fit_speciation_logistic,
+    fit_speciation_theory,
+    logistic_curve,
+    phi_theory_curve,
+)
 from diffusion_regimes.measures import (
     MEMORISED_RATIO,
     PHI_COLLAPSE_LEVEL,
@@ -33,20 +54,22 @@ from diffusion_regimes.measures import (
     memorisation,
     nearest_index,
 )
-from diffusion_regimes.sampler import (
-    DDPMAncestral,
-    Score,
-    StepRecorder,
-    clone_sweep,
-    restart_evaluations,
-)
-from diffusion_regimes.errors import ConfigError
+from diffusion_regimes.sampler import DDPMAncestral, Score, StepRecorder, clone_sweep, restart_evaluations
 from diffusion_regimes.schedule import DDPMSchedule
+from diffusion_regimes.seeds import derived_seed
 
 N_ALL = "all"
 """``ideal.n_values`` entry standing for the whole prepared subset (its n differs between datasets)."""
 
+MODELS = ("exact", "unet")
+"""Models a sweep can measure: the exact empirical score (ideal model) and the trained UNet."""
+
+CONFIDENT = 0.9
+"""A sample is labelled confidently when the classifier's largest class probability reaches this."""
+
 NValues = tuple[int | str, ...]
+Labeller = Callable[[torch.Tensor], torch.Tensor]
+"""``labeller(images (M, C, H, W)) -> class probabilities (M, K)``."""
 
 
 @dataclass(frozen=True)
@@ -57,17 +80,45 @@ class IdealSpec:
     # training-set sizes: even prefixes of the prepared subset, or "all"; one list for every dataset, or a
     # mapping dataset -> list (datasets left out use ["all"]).  Resolved by :meth:`n_values_for`.
     n_values: NValues | dict[str, NValues] = (100, N_ALL)
-    n_pairs: int = 32  # clone pairs per branch time (paper: 4 000)
-    branch_every: int = 50  # DDPM steps between branch times (paper: 50)
-    branch_max_step: int = 600  # largest DDPM branch step k (paper: 1000, i.e. 20 branch times)
-    n_boot: int = 400  # bootstrap resamples for standard errors and crossing intervals
+    # models measured: one list for every dataset or a mapping dataset -> list (left out: every model)
+    models: tuple[str, ...] | dict[str, tuple[str, ...]] = MODELS
+    # clone pairs per branch time at the whole subset: one count, or a mapping model -> count
+    n_pairs: int | dict[str, int] = 1000
+    n_pairs_prefix: int = 500  # the exact score at a smaller training prefix than the whole subset
+    chunk_pairs: int = 128  # pairs per resumable chunk of a sweep
+    # DDPM steps of the sampler per model: K of the 1000 steps, respaced (missing models: 1000)
+    sampler_steps: dict[str, int] = field(default_factory=dict)
+    # branch times: "time" = a grid in t around the theory t_S and the f^e t_C of each subset;
+    # "steps" = every branch_every DDPM steps up to branch_max_step (the paper's protocol)
+    branch_grid: str = "time"
+    branch_uniform: int = 10  # evenly spaced branch times from branch_t_min to branch_t_max_factor * t_S
+    branch_dense: int = 4  # extra times around t_S and around t_C each
+    branch_dense_width: float = 0.3  # relative half-width of the dense bands (t_S (1 +- width))
+    branch_t_min: float = 0.05
+    branch_t_max_factor: float = 2.5
+    branch_every: int = 50  # DDPM steps between branch times (paper: 50), branch_grid = steps
+    branch_max_step: int = 1000  # largest DDPM branch step k (paper: 1000), branch_grid = steps
+    n_boot: int = 400  # bootstrap resamples for standard errors and intervals
     max_chunk_bytes: int = 64 * 2**20  # bound on the (batch, training chunk) distance block
     entropy_times: int = 20  # times of the f^e(t) curve, log-spaced between entropy_t_min and entropy_t_max
     entropy_t_min: float = 0.02
     entropy_t_max: float = 3.0
     n_prime: int = 2000  # noisy samples of the excess-entropy estimate (paper: 250 000 - 400 000)
     strip_times: int = 6  # images per row of the strip figure
+    quality_phi_min: float = 0.97  # a row whose phi at the smallest branch time is lower is flagged
+    quality_confidence_gap: float = 0.10  # flagged when the confident fraction trails the real one by more
     threads: int = 1  # workflow only: CPU threads of each sweep / entropy job (does not change results)
+
+    def __post_init__(self) -> None:
+        if self.branch_grid not in ("time", "steps"):
+            raise ConfigError(f"ideal.branch_grid: {self.branch_grid!r} is not valid; choose 'time' or 'steps'")
+        unknown = {m for m in self.sampler_steps if m not in MODELS}
+        unknown |= {m for m in (self.n_pairs if isinstance(self.n_pairs, dict) else {}) if m not in MODELS}
+        if unknown:
+            raise ConfigError(f"ideal: unknown model(s) {sorted(unknown)} in n_pairs / sampler_steps; "
+                              f"models are {list(MODELS)}")
+        if not 0 < self.branch_t_min < self.branch_t_max_factor:
+            raise ConfigError("ideal: need 0 < branch_t_min and a positive branch_t_max_factor")
 
     def n_values_for(self, dataset: str, *, subset_n: int) -> tuple[int, ...]:
         """The training-set sizes measured on ``dataset`` whose prepared subset holds ``subset_n`` images.
@@ -90,10 +141,66 @@ class IdealSpec:
                                   f"integers >= 2 or {N_ALL!r}")
         return tuple(sorted(sizes))
 
-    def branch_steps(self, n_steps: int = 1000) -> tuple[int, ...]:
-        """DDPM steps ``k`` at which clones branch, ascending: ``branch_every, 2 branch_every, ...``."""
-        top = min(self.branch_max_step, n_steps)
-        return tuple(range(self.branch_every, top + 1, self.branch_every))
+    def models_for(self, dataset: str) -> tuple[str, ...]:
+        """Models measured on ``dataset`` (config ``ideal.models``, a list or a per-dataset mapping)."""
+        chosen = self.models.get(dataset, MODELS) if isinstance(self.models, dict) else self.models
+        unknown = [m for m in chosen if m not in MODELS]
+        if unknown:
+            raise ConfigError(f"ideal.models ({dataset}): unknown model(s) {unknown}; choose from {list(MODELS)}")
+        return tuple(chosen)
+
+    def pairs_for(self, model: str, *, n: int, subset_n: int) -> int:
+        """Clone pairs per branch time for ``model`` trained on ``n`` of the ``subset_n`` images."""
+        if model == "exact" and n < subset_n:
+            return self.n_pairs_prefix
+        if isinstance(self.n_pairs, dict):
+            return int(self.n_pairs.get(model, max(self.n_pairs.values())))
+        return int(self.n_pairs)
+
+    def steps_for(self, model: str) -> int:
+        """DDPM sampler steps ``K`` of ``model`` (1000 = the full ancestral sampler)."""
+        return int(self.sampler_steps.get(model, 1000))
+
+    def branch_times(self, *, t_speciation: float, t_collapse: float, schedule: DDPMSchedule) -> np.ndarray:
+        """Requested branch times (ascending, float64), before snapping to the sampler's grid.
+
+        ``time`` grid: ``branch_uniform`` evenly spaced times on ``[branch_t_min, branch_t_max_factor t_S]``
+        plus ``branch_dense`` times on ``t (1 +- branch_dense_width)`` around the theory t_S and the f^e
+        t_C (skipped when not finite), so that both crossings are resolved.  ``steps`` grid: the
+        continuous times of DDPM steps ``branch_every, 2 branch_every, ..., branch_max_step``.
+        """
+        if self.branch_grid == "steps":
+            top = min(self.branch_max_step, schedule.n_steps)
+            return np.array([schedule.time_of_step(k) for k in range(self.branch_every, top + 1,
+                                                                       self.branch_every)])
+        if not (np.isfinite(t_speciation) and t_speciation > 0):
+            raise ConfigError(f"ideal.branch_grid 'time' needs a positive theory t_S, got {t_speciation}")
+        t_max = self.branch_t_max_factor * t_speciation
+        times = [np.linspace(self.branch_t_min, max(t_max, 2 * self.branch_t_min), self.branch_uniform)]
+        for centre in (t_speciation, t_collapse):
+            if np.isfinite(centre) and centre > 0 and self.branch_dense > 0:
+                times.append(centre * (1.0 + np.linspace(-self.branch_dense_width, self.branch_dense_width,
+                                                         self.branch_dense)))
+        grid = np.concatenate(times)
+        return np.unique(grid[(grid > 0) & (grid <= schedule.time_of_step(schedule.n_steps))])
+
+
+def sweep_integrator(*, steps: int, schedule: DDPMSchedule) -> DDPMAncestral:
+    """The ancestral DDPM sampler on ``steps`` of the schedule's steps (respaced when fewer)."""
+    return DDPMAncestral.respaced(schedule, steps)
+
+
+def branch_indices(times: np.ndarray, integrator: DDPMAncestral) -> np.ndarray:
+    """Grid indices of the sampler nearest to ``times`` (unique, ordered by ascending branch time).
+
+    Index ``i`` of the integrator is the state at ``integrator.times[i]`` (descending), so a clone
+    branched at index ``i`` runs ``n_steps - i`` independent steps.  Times that snap to t = 0 (no
+    independent step left) are dropped.
+    """
+    grid = integrator.times.numpy()
+    idx = np.abs(grid[None, :] - np.asarray(times, dtype=np.float64)[:, None]).argmin(axis=1)
+    idx = np.unique(idx[idx < integrator.n_steps])
+    return idx[np.argsort(grid[idx])]
 
 
 @dataclass(frozen=True)
@@ -101,12 +208,12 @@ class CloningResult:
     """Outcome of :func:`cloning_experiment` (times are continuous OU times, SCIENCE.md section 1).
 
     Per branch b (ascending t): ``phi``, ``phi_se`` (same class), ``phi_c``, ``phi_c_se`` (same nearest
-    training point at t = 0).  Per trunk trajectory: ``t_collapse`` (t̂_C), ``memorisation`` (nearest /
-    second-nearest distance at t = 0), the generated ``samples`` and their two nearest training points
-    ``neighbours`` (indices into the training set, nearest first).
+    training point at t = 0) and the fitted curves.  Per trunk trajectory: ``t_collapse`` (t̂_C),
+    ``memorisation`` (nearest / second-nearest distance at t = 0), ``confidence`` (classifier's largest
+    class probability), the generated ``samples`` and their two nearest training points ``neighbours``.
     """
 
-    branch_steps: np.ndarray  # (B,) DDPM k
+    branch_steps: np.ndarray  # (B,) DDPM k of each branch point
     branch_times: np.ndarray  # (B,) t(k)
     phi: np.ndarray
     phi_se: np.ndarray
@@ -114,133 +221,299 @@ class CloningResult:
     phi_c_se: np.ndarray
     t_speciation: Crossing  # phi crosses 0.775
     t_collapse_clones: Crossing  # phi_C crosses 0.5
+    speciation_fit: CurveFit  # Gaussian-mixture family, t_S = 1/2 log Lambda_eff
+    speciation_logistic: CurveFit  # shape check
+    collapse_fit: CurveFit  # logistic phi_C, crossing 1/2
     t_collapse: np.ndarray  # (N,) t̂_C per trunk trajectory
+    t_collapse_median_se: float
     memorisation: np.ndarray  # (N,) distance ratio of the trunk end states
+    confidence: np.ndarray  # (N,) classifier max probability of the trunk end states
+    labels: np.ndarray  # (N,) classifier label of the trunk end states
     n_pairs: int
-    n_steps: int
+    n_steps: int  # sampler steps K
     score_evaluations: int  # per pair, shared trunk
     restart_score_evaluations: int  # per pair, had every branch restarted from noise
     seconds: float
+    chunks: int
     strip: list[tuple[int, float, torch.Tensor]] = field(default_factory=list)  # (k, t, rows of pair 0)
     samples: torch.Tensor | None = None  # (N, C, H, W) trunk end states at t = 0
     neighbours: torch.Tensor | None = None  # (N, 2) long: nearest and second-nearest training index
 
     def branch_table(self) -> pd.DataFrame:
+        fit, col = self.speciation_fit, self.collapse_fit
         return pd.DataFrame(
             {
                 "k": self.branch_steps,
                 "t": self.branch_times,
                 "phi": self.phi,
                 "phi_se": self.phi_se,
+                "phi_fit": phi_theory_curve(self.branch_times, fit.params.get("lambda_eff", math.nan)),
                 "phi_c": self.phi_c,
                 "phi_c_se": self.phi_c_se,
+                "phi_c_fit": logistic_curve(self.branch_times, t_mid=col.params.get("t_mid", math.nan),
+                                            width=col.params.get("width", math.nan)),
                 "pairs": self.n_pairs,
             }
         )
 
     def summary(self) -> dict[str, float]:
         tc = self.t_collapse
+        fit, logi, col = self.speciation_fit, self.speciation_logistic, self.collapse_fit
         return {
-            "t_s_measured": self.t_speciation.time,
-            "t_s_low": self.t_speciation.low,
-            "t_s_high": self.t_speciation.high,
-            "t_c_clones": self.t_collapse_clones.time,
-            "t_c_clones_low": self.t_collapse_clones.low,
-            "t_c_clones_high": self.t_collapse_clones.high,
+            "t_s_fit": fit.time, "t_s_fit_low": fit.low, "t_s_fit_high": fit.high,
+            "lambda_eff": fit.params.get("lambda_eff", math.nan),
+            "lambda_eff_low": fit.params.get("lambda_eff_low", math.nan),
+            "lambda_eff_high": fit.params.get("lambda_eff_high", math.nan),
+            "t_s_logistic": logi.time, "t_s_logistic_low": logi.low, "t_s_logistic_high": logi.high,
+            "t_s_crossing": self.t_speciation.time,
+            "t_s_crossing_low": self.t_speciation.low,
+            "t_s_crossing_high": self.t_speciation.high,
+            "t_c_phi_c_fit": col.time, "t_c_phi_c_fit_low": col.low, "t_c_phi_c_fit_high": col.high,
+            "t_c_phi_c": self.t_collapse_clones.time,
+            "t_c_phi_c_low": self.t_collapse_clones.low,
+            "t_c_phi_c_high": self.t_collapse_clones.high,
             "t_c_hat_mean": float(tc.mean()),
-            "t_c_hat_se": float(tc.std(ddof=1) / math.sqrt(tc.size)) if tc.size > 1 else float("nan"),
-            "t_c_hat_std": float(tc.std(ddof=1)) if tc.size > 1 else float("nan"),
+            "t_c_hat_se": float(tc.std(ddof=1) / math.sqrt(tc.size)) if tc.size > 1 else math.nan,
+            "t_c_hat_std": float(tc.std(ddof=1)) if tc.size > 1 else math.nan,
+            "t_c_hat_median": float(np.median(tc)),
+            "t_c_hat_median_se": self.t_collapse_median_se,
             "memorisation_ratio_median": float(np.median(self.memorisation)),
             "memorised_fraction": float((self.memorisation < MEMORISED_RATIO).mean()),
+            "confident_fraction": float((self.confidence >= CONFIDENT).mean()),
+            "class_one_fraction": float(self.labels.mean()),
+            "t_min": float(self.branch_times[0]),
+            "phi_t_min": float(self.phi[0]),
+            "phi_t_min_se": float(self.phi_se[0]),
             "pairs": self.n_pairs,
             "branch_times": int(self.branch_steps.size),
             "steps": self.n_steps,
+            "chunks": self.chunks,
             "score_evaluations_per_pair": self.score_evaluations,
             "restart_score_evaluations_per_pair": self.restart_score_evaluations,
             "seconds": self.seconds,
         }
 
 
+def _clone_chunk(
+    *,
+    score: Score,
+    data: torch.Tensor,
+    shape: tuple[int, ...],
+    labeller: Labeller,
+    integrator: DDPMAncestral,
+    schedule: DDPMSchedule,
+    indices: np.ndarray,
+    n_pairs: int,
+    generator: torch.Generator,
+    max_chunk_bytes: int,
+    strip_times: int,
+    progress: bool,
+) -> dict:
+    """One chunk of ``n_pairs`` shared-trunk sweeps: the raw per-pair measurements, branch order = ``indices``.
+
+    Returns tensors ``same_class``, ``same_point`` ``(B, P)`` uint8; ``t_collapse``, ``memorisation``,
+    ``confidence`` ``(P,)`` float64; ``labels`` ``(P,)``; ``neighbours`` ``(P, 2)``; ``samples``
+    ``(P, *shape)`` float32; ``score_evaluations``; and ``strip`` (pair 0 at ``strip_times`` grid points).
+    """
+    n = n_pairs
+    big_l = integrator.n_steps
+    x = torch.randn((n, *shape), dtype=torch.float64, generator=generator)
+    # nearest training index of each trunk trajectory at every grid time (training set scaled by e^{-t})
+    nearest = StepRecorder(lambda s, t: nearest_index(s, data, t=t, max_chunk_bytes=max_chunk_bytes),
+                           n_trunk=n)
+    nearest(0, float(integrator.times[0]), x)
+    strip_i = np.unique(np.linspace(0, big_l, strip_times).round().astype(int))
+    strip_rec = StepRecorder(lambda s, t: s[0::n].clone().float(), n_trunk=n, part="all",
+                             steps=strip_i.tolist())
+    strip_rec(0, float(integrator.times[0]), x)
+    sweep = clone_sweep(x, integrator=integrator, score=score, branch_indices=indices.tolist(),
+                        generator=generator, hooks=[nearest, strip_rec], progress=progress)
+    # clone_sweep orders clones by ascending grid index (descending t); reorder to ``indices``
+    position = {int(i): j for j, i in enumerate(sweep.branch_indices)}
+    clones = sweep.clones[[position[int(i)] for i in indices]]
+    b = len(indices)
+    probs_trunk = labeller(sweep.trunk)
+    probs_clones = labeller(clones.reshape(b * n, *shape))
+    labels_trunk = probs_trunk.argmax(dim=1)
+    same_class = agreement(labels_trunk.unsqueeze(0).expand(b, n), probs_clones.argmax(dim=1).reshape(b, n))
+    near_trunk = nearest_index(sweep.trunk, data, max_chunk_bytes=max_chunk_bytes)
+    near_clones = nearest_index(clones.reshape(b * n, *shape), data, max_chunk_bytes=max_chunk_bytes)
+    same_point = agreement(near_trunk.unsqueeze(0).expand(b, n), near_clones.reshape(b, n))
+    grid_times, history = nearest.stacked()
+    if data.shape[0] > 1:
+        memo, neighbours = memorisation(sweep.trunk, data, max_chunk_bytes=max_chunk_bytes)
+    else:
+        memo, neighbours = torch.zeros(n, dtype=torch.float64), torch.zeros((n, 2), dtype=torch.long)
+    step_k = _steps_k(integrator, schedule)
+    return {
+        "same_class": same_class.to(torch.uint8),
+        "same_point": same_point.to(torch.uint8),
+        "t_collapse": collapse_times(history, grid_times),
+        "memorisation": memo.cpu(),
+        "confidence": probs_trunk.max(dim=1).values.to(torch.float64).cpu(),
+        "labels": labels_trunk.cpu(),
+        "neighbours": neighbours.cpu(),
+        "samples": sweep.trunk.detach().float().cpu(),
+        "score_evaluations": int(sweep.score_evaluations),
+        "strip": [(int(step_k[i]), t, rows) for i, (t, rows) in sorted(strip_rec.records.items())],
+    }
+
+
+def _steps_k(integrator: DDPMAncestral, schedule: DDPMSchedule) -> np.ndarray:
+    """DDPM step ``k`` of every grid point of ``integrator`` (``(K+1,)``, descending to 0)."""
+    return np.array([schedule.step_of_time(float(t)) for t in integrator.times])
+
+
 def cloning_experiment(
     *,
     score: Score,
     training: torch.Tensor,
-    labeller: Callable[[torch.Tensor], torch.Tensor],
+    labeller: Labeller,
     spec: IdealSpec,
-    generator: torch.Generator,
+    n_pairs: int,
+    steps: int,
+    times: np.ndarray,
+    seed: int,
     schedule: DDPMSchedule | None = None,
+    chunk_dir: str | Path | None = None,
     progress: bool = False,
 ) -> CloningResult:
-    """Shared-trunk cloning from pure noise on the DDPM grid, measured (SCIENCE.md section 5).
+    """Shared-trunk cloning from pure noise on a DDPM grid of ``steps`` steps, measured (SCIENCE.md section 5).
 
     ``training``: ``(n, C, H, W)`` (or ``(n, d)``) the model's training set, used for nearest training
-    points (scaled by e^{-t} along the trunk).  ``labeller``: ``(M, C, H, W) -> (M,)`` class labels.
-    The ``spec.n_pairs`` trunks start from N(0, I) at k = L; one clone branches at each of
-    ``spec.branch_steps``; pair (trunk, clone) gives one sample of phi and phi_C at that branch time.
+    points (scaled by e^{-t} along the trunk).  ``labeller``: ``(M, C, H, W) -> (M, K)`` class
+    probabilities.  ``times``: requested branch times, snapped to the sampler's grid.  ``n_pairs`` trunks
+    start from N(0, I) at k = L, in chunks of ``spec.chunk_pairs`` (chunk ``c`` seeded by
+    ``derived_seed(seed, "clone-chunk", c)``); with ``chunk_dir`` each finished chunk is saved there and
+    a re-run loads it instead of recomputing it (the caller names the folder after everything that
+    determines the result).
     """
+    from diffusion_regimes.provenance import save_torch
+
     schedule = schedule or DDPMSchedule()
-    integrator = DDPMAncestral(schedule)
-    big_l = schedule.n_steps
-    steps_k = spec.branch_steps(big_l)
-    n = spec.n_pairs
-    shape = training.shape[1:]
+    integrator = sweep_integrator(steps=steps, schedule=schedule)
+    indices = branch_indices(times, integrator)
+    if indices.size < 2:
+        raise ConfigError(f"ideal: only {indices.size} distinct branch time(s) on a {steps}-step sampler; "
+                          "raise ideal.sampler_steps or the number of branch times")
+    shape = tuple(training.shape[1:])
     data = training.reshape(training.shape[0], -1).to(torch.float64)
     start = time.perf_counter()
-    x = torch.randn((n, *shape), dtype=torch.float64, generator=generator)
+    sizes = [min(spec.chunk_pairs, n_pairs - s) for s in range(0, n_pairs, spec.chunk_pairs)]
+    chunks = []
+    folder = Path(chunk_dir) if chunk_dir is not None else None
+    for c, size in enumerate(sizes):
+        path = folder / f"chunk-{c:05d}-p{size}.pt" if folder is not None else None
+        if path is not None and path.is_file():
+            chunks.append(torch.load(path, weights_only=True))
+            continue
+        gen = torch.Generator().manual_seed(derived_seed(seed, "clone-chunk", c))
+        chunk = _clone_chunk(score=score, data=data, shape=shape, labeller=labeller, integrator=integrator,
+                             schedule=schedule, indices=indices, n_pairs=size, generator=gen,
+                             max_chunk_bytes=spec.max_chunk_bytes, strip_times=spec.strip_times,
+                             progress=progress)
+        if path is not None:
+            save_torch(chunk, path)
+        chunks.append(chunk)
+    return _summarise(chunks, integrator=integrator, schedule=schedule, indices=indices, spec=spec, seed=seed,
+                      seconds=time.perf_counter() - start)
 
-    # nearest training index of each trunk trajectory at every grid time (training set scaled by e^{-t})
-    nearest = StepRecorder(lambda s, t: nearest_index(s, data, t=t, max_chunk_bytes=spec.max_chunk_bytes),
-                           n_trunk=n)
-    nearest(0, float(integrator.times[0]), x)
-    # pair 0 (trunk and every alive clone) at a few times, for the image strip
-    strip_k = np.unique(np.linspace(0, big_l, spec.strip_times).round().astype(int))
-    strip_rec = StepRecorder(lambda s, t: s[0::n].clone(), n_trunk=n, part="all",
-                             steps=[big_l - k for k in strip_k])
-    strip_rec(0, float(integrator.times[0]), x)
-    sweep = clone_sweep(x, integrator=integrator, score=score, branch_indices=[big_l - k for k in steps_k],
-                        generator=generator, hooks=[nearest, strip_rec], progress=progress)
-    # clone_sweep sorts branch indices ascending = DDPM steps descending; reorder to ascending k (ascending t)
-    first, second = sweep.pairs()  # (B, N, ...)
-    order = np.argsort(np.array(sweep.branch_indices))[::-1].copy()
-    first, second = first[order], second[order]
-    b = len(steps_k)
 
-    labels_trunk = labeller(sweep.trunk)
-    labels_clones = labeller(second.reshape(b * n, *shape)).reshape(b, n)
-    same_class = agreement(labels_trunk.unsqueeze(0).expand(b, n), labels_clones)
-    near_trunk = nearest_index(sweep.trunk, data, max_chunk_bytes=spec.max_chunk_bytes)
-    near_clones = nearest_index(second.reshape(b * n, *shape), data, max_chunk_bytes=spec.max_chunk_bytes)
-    same_point = agreement(near_trunk.unsqueeze(0).expand(b, n), near_clones.reshape(b, n))
+def _summarise(chunks: Sequence[dict], *, integrator: DDPMAncestral, schedule: DDPMSchedule,
+               indices: np.ndarray, spec: IdealSpec, seed: int, seconds: float) -> CloningResult:
+    """Estimates from the raw per-pair measurements of every chunk (pairs concatenated in chunk order)."""
+    def cat(key: str, dim: int = 0) -> torch.Tensor:
+        return torch.cat([c[key] for c in chunks], dim=dim)
 
-    times_b = np.array([schedule.time_of_step(k) for k in steps_k])
-    boot = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+    same_class = cat("same_class", 1).to(torch.float64)
+    same_point = cat("same_point", 1).to(torch.float64)
+    t_hat = cat("t_collapse").to(torch.float64)
+    times_b = integrator.times.numpy()[indices]
+    steps_k = _steps_k(integrator, schedule)[indices]
+    n = int(same_class.shape[1])
+
+    # one bootstrap stream per estimate, so adding an estimate changes no other
+    streams = (torch.Generator().manual_seed(derived_seed(seed, "bootstrap", i)) for i in itertools.count())
+
+    def next_gen() -> torch.Generator:
+        return next(streams)
+
     t_s = crossing_with_interval(times_b, same_class, level=PHI_SPECIATION_LEVEL, n_boot=spec.n_boot,
-                                 generator=boot)
+                                 generator=next_gen())
     t_c = crossing_with_interval(times_b, same_point, level=PHI_COLLAPSE_LEVEL, n_boot=spec.n_boot,
-                                 generator=boot)
-    grid_times, indices = nearest.stacked()
-    strip = [(big_l - i, t, rows) for i, (t, rows) in sorted(strip_rec.records.items())]
-    if data.shape[0] > 1:
-        memo, neighbours = memorisation(sweep.trunk, data, max_chunk_bytes=spec.max_chunk_bytes)
-    else:
-        memo, neighbours = torch.zeros(n, dtype=torch.float64), torch.zeros((n, 2), dtype=torch.long)
+                                 generator=next_gen())
+    fit = fit_speciation_theory(times_b, same_class, n_boot=spec.n_boot, generator=next_gen())
+    logi = fit_speciation_logistic(times_b, same_class, n_boot=spec.n_boot, generator=next_gen(),
+                                   level=PHI_SPECIATION_LEVEL)
+    col = fit_collapse_logistic(times_b, same_point, n_boot=spec.n_boot, generator=next_gen(),
+                                level=PHI_COLLAPSE_LEVEL)
+    median_boot = _bootstrap_median(t_hat, n_boot=spec.n_boot, generator=next_gen())
+    k_big = integrator.n_steps
     return CloningResult(
-        branch_steps=np.array(steps_k),
+        branch_steps=steps_k,
         branch_times=times_b,
         phi=same_class.mean(dim=1).numpy(),
-        phi_se=bootstrap_standard_error(same_class, n_boot=spec.n_boot, generator=boot).numpy(),
+        phi_se=bootstrap_standard_error(same_class, n_boot=spec.n_boot, generator=next_gen()).numpy(),
         phi_c=same_point.mean(dim=1).numpy(),
-        phi_c_se=bootstrap_standard_error(same_point, n_boot=spec.n_boot, generator=boot).numpy(),
+        phi_c_se=bootstrap_standard_error(same_point, n_boot=spec.n_boot, generator=next_gen()).numpy(),
         t_speciation=t_s,
         t_collapse_clones=t_c,
-        t_collapse=collapse_times(indices, grid_times).numpy(),
-        memorisation=memo.numpy(),
+        speciation_fit=fit,
+        speciation_logistic=logi,
+        collapse_fit=col,
+        t_collapse=t_hat.numpy(),
+        t_collapse_median_se=median_boot,
+        memorisation=cat("memorisation").numpy(),
+        confidence=cat("confidence").numpy(),
+        labels=cat("labels").numpy(),
         n_pairs=n,
-        n_steps=big_l,
-        score_evaluations=sweep.score_evaluations,
-        restart_score_evaluations=restart_evaluations([big_l - k for k in steps_k], big_l),
-        seconds=time.perf_counter() - start,
-        strip=strip,
-        samples=sweep.trunk.detach().cpu(),
-        neighbours=neighbours.cpu(),
+        n_steps=k_big,
+        score_evaluations=int(chunks[0]["score_evaluations"]),
+        restart_score_evaluations=restart_evaluations(indices.tolist(), k_big),
+        seconds=seconds,
+        chunks=len(chunks),
+        strip=list(chunks[0]["strip"]),
+        samples=cat("samples"),
+        neighbours=cat("neighbours"),
     )
+
+
+def _bootstrap_median(values: torch.Tensor, *, n_boot: int, generator: torch.Generator) -> float:
+    """Bootstrap standard error of the median of ``values`` ``(N,)`` (resampled with replacement)."""
+    if values.numel() < 2:
+        return math.nan
+    idx = torch.randint(0, values.numel(), (n_boot, values.numel()), generator=generator)
+    return float(values[idx].median(dim=1).values.std(unbiased=True))
+
+
+def quality_verdict(*, phi_t_min: float, confident_fraction: float, real_confident_fraction: float,
+                    spec: IdealSpec) -> tuple[bool, str]:
+    """The quality gate of a measured model: ``(ok, reason)``.
+
+    A model is flagged when clones branched at the smallest branch time disagree in class more often than
+    ``1 - quality_phi_min`` (they share almost all their history, so disagreement means the classifier
+    cannot label the samples consistently), or when the classifier is confident (max probability
+    >= 0.9) on a fraction of the generated samples more than ``quality_confidence_gap`` below the same
+    fraction on held-out real images.
+    """
+    reasons = []
+    if not phi_t_min >= spec.quality_phi_min:
+        reasons.append(f"phi(t_min) = {phi_t_min:.3f} < {spec.quality_phi_min}")
+    if not np.isfinite(real_confident_fraction):
+        reasons.append("no held-out confident fraction recorded with the classifier")
+    elif not confident_fraction >= real_confident_fraction - spec.quality_confidence_gap:
+        reasons.append(f"confident fraction {confident_fraction:.3f} < real {real_confident_fraction:.3f} "
+                       f"- {spec.quality_confidence_gap}")
+    return (not reasons, "; ".join(reasons) if reasons else "ok")
+
+
+__all__ = [
+    "MODELS",
+    "N_ALL",
+    "CloningResult",
+    "IdealSpec",
+    "branch_indices",
+    "cloning_experiment",
+    "quality_verdict",
+    "sweep_integrator",
+]

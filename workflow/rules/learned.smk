@@ -7,5 +7,7 @@
 # against the images it was trained on.  Exact-score rows at the same n sit beside them in regimes.csv.
 
 MODEL_INPUTS["unet"] = lambda wc: {"checkpoint": f"results/models/{wc.dataset}/unet/final.pt"}
-MODEL_N_VALUES["unet"] = lambda dataset: (subset_n(dataset),) if dataset in ddpm_datasets() else ()
+MODEL_N_VALUES["unet"] = lambda dataset: (
+    (subset_n(dataset),) if dataset in ddpm_datasets() and "unet" in IDEAL.models_for(dataset) else ()
+)
 REGIMES_MODELS.append("unet")

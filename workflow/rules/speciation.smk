@@ -15,8 +15,12 @@ def subset_n(dataset):
 
 
 # model -> its extra rule inputs; model -> the training-set sizes it is measured at on a dataset
+# (none where `ideal.models` leaves the model out for that dataset)
 MODEL_INPUTS = {"exact": lambda wc: {}}
-MODEL_N_VALUES = {"exact": lambda dataset: IDEAL.n_values_for(dataset, subset_n=subset_n(dataset))}
+MODEL_N_VALUES = {
+    "exact": lambda dataset: IDEAL.n_values_for(dataset, subset_n=subset_n(dataset))
+    if "exact" in IDEAL.models_for(dataset) else ()
+}
 REGIMES_MODELS = ["exact"]
 
 
@@ -33,6 +37,8 @@ rule regimes_clone:
         unpack(_model_inputs),
         subset="results/data/{dataset}/subset.pt",
         classifier="results/classifier/{dataset}/classifier.pt",
+        spectra="results/tables/spectra.csv",
+        entropy="results/regimes/{dataset}/n{n}/entropy.csv",
     output:
         branches="results/regimes/{dataset}/n{n}/{model}/branches.csv",
         trajectories="results/regimes/{dataset}/n{n}/{model}/trajectories.csv",
@@ -42,6 +48,8 @@ rule regimes_clone:
     params:
         spec=lambda wc: spec("ideal"),
         checkpoint=_checkpoint_arg,
+        # completed chunks of pairs: not an output, so a killed sweep resumes from them
+        chunk_dir=lambda wc: f"results/regimes/{wc.dataset}/n{wc.n}/{wc.model}/chunks",
     log:
         "results/logs/regimes/{dataset}_n{n}_{model}_clone.log",
     # ideal.threads (default 1): on a small shared CPU one thread per job and jobs in parallel is fastest
@@ -52,9 +60,11 @@ rule regimes_clone:
         gpu=1,
     shell:
         "{CLI} regimes-clone --spec {params.spec:q} --seed {config[seed]} --device {config[device]}"
-        " --threads {threads} --subset {input.subset} --classifier {input.classifier} --n {wildcards.n}"
-        " --model {wildcards.model} {params.checkpoint} --out-dir results/regimes/{wildcards.dataset}/n{wildcards.n}/{wildcards.model}"
-        " 2> {log}"
+        " --threads {threads} --dataset {wildcards.dataset} --subset {input.subset}"
+        " --classifier {input.classifier} --spectra {input.spectra} --entropy {input.entropy}"
+        " --n {wildcards.n} --model {wildcards.model} {params.checkpoint} --chunk-dir {params.chunk_dir}"
+        " --branches {output.branches} --trajectories {output.trajectories} --summary {output.summary}"
+        " --strip {output.strip} --samples {output.samples} 2> {log}"
 
 
 rule regimes_row:
@@ -64,6 +74,8 @@ rule regimes_row:
         spectra="results/tables/spectra.csv",
     output:
         row="results/regimes/{dataset}/n{n}/{model}/row.csv",
+    params:
+        spec=lambda wc: spec("ideal"),
     log:
         "results/logs/regimes/{dataset}_n{n}_{model}_row.log",
     threads: 1
@@ -71,7 +83,7 @@ rule regimes_row:
         mem_mb=500,
         runtime=5,
     shell:
-        "{CLI} regimes-row --summary {input.summary} --entropy {input.entropy} --spectra {input.spectra}"
+        "{CLI} regimes-row --spec {params.spec:q} --summary {input.summary} --entropy {input.entropy} --spectra {input.spectra}"
         " --dataset {wildcards.dataset} --model {wildcards.model} --seed {config[seed]} --out {output.row}"
         " 2> {log}"
 

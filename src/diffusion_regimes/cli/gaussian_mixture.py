@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from diffusion_regimes.cli.common import add_spec_arguments
 from diffusion_regimes.errors import ConfigError, DataError
 from diffusion_regimes.provenance import write_table
 from diffusion_regimes.runtime import resolve_device, set_threads
+from diffusion_regimes.seeds import derived_seed
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +32,6 @@ TIMES_COLUMNS = ["d", "engine", "pairs", "t_S_theory", "t_S_measured", "low", "h
 COLLAPSE_COLUMNS = ["d", "n", "n_prime", "t", "f_over_alpha", "stderr", "theory", "t_C_theory", "t_C_numeric",
                     "t_C_low", "t_C_high"]
 LAW_COLUMNS = ["n", "d", "alpha", "n_prime", "t_C_theory", "t_C_numeric", "t_C_low", "t_C_high"]
-
-
-def derived_seed(base: int, *keys: object) -> int:
-    """A stable per-job seed from the base seed and the job's identity (independent of job order)."""
-    text = ":".join(str(k) for k in (base, *keys))
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:7], "little")
 
 
 def _section(args: argparse.Namespace):

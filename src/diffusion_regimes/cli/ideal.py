@@ -11,7 +11,9 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,8 @@ from diffusion_regimes.errors import ConfigError, DataError
 from diffusion_regimes.provenance import save_torch, write_json, write_table
 from diffusion_regimes.runtime import resolve_device, set_threads
 from diffusion_regimes.spectrum import t_speciation
+
+log = logging.getLogger(__name__)
 
 
 def _subset(path: str, n: int | None = None):
@@ -40,15 +44,25 @@ def _subset(path: str, n: int | None = None):
 
 
 def _classifier_train(args: argparse.Namespace) -> None:
-    from diffusion_regimes.classifier import ClassifierSpec, save_classifier, train_classifier
+    from diffusion_regimes.classifier import (
+        ClassifierSpec,
+        confident_fraction,
+        probabilities,
+        save_classifier,
+        train_classifier,
+    )
+    from diffusion_regimes.regimes import CONFIDENT
 
     set_threads(args.threads)
     spec = from_json(ClassifierSpec, args.spec, where="classifier")
     subset = _subset(args.subset)
     trained = train_classifier(subset.images, subset.labels, spec=spec, seed=args.seed,
                                device=resolve_device(args.device), progress=True)
-    save_classifier(trained, args.out, seed=args.seed, extra={"dataset": subset.dataset,
-                                                              "classes": list(subset.classes)})
+    held_out = probabilities(trained.model, subset.images[trained.held_out])
+    save_classifier(trained, args.out, seed=args.seed, extra={
+        "dataset": subset.dataset, "classes": list(subset.classes),
+        # the quality gate of generated samples compares against this (confident = max probability >= 0.9)
+        "held_out_confident_fraction": confident_fraction(held_out, level=CONFIDENT)})
     if trained.accuracy < spec.min_accuracy:
         raise DataError(f"classifier held-out accuracy {trained.accuracy:.3f} < classifier.min_accuracy "
                         f"{spec.min_accuracy}; raise classifier.epochs or use architecture: resnet18")
@@ -76,8 +90,17 @@ def _score(model: str, *, training: torch.Tensor, spec, checkpoint: str | None, 
     raise ConfigError(f"model {model!r} is not valid; choose one of ['exact', 'unet']")
 
 
+def _file_digest(*paths: str | None) -> str:
+    """SHA-256 over the bytes of ``paths`` (``None`` skipped): names a sweep's chunk folder."""
+    digest = hashlib.sha256()
+    for path in paths:
+        if path is not None:
+            digest.update(Path(path).read_bytes())
+    return digest.hexdigest()
+
+
 def _regimes_clone(args: argparse.Namespace) -> None:
-    from diffusion_regimes.classifier import load_classifier, predict
+    from diffusion_regimes.classifier import load_classifier, probabilities
     from diffusion_regimes.regimes import IdealSpec, cloning_experiment
 
     set_threads(args.threads)
@@ -93,23 +116,47 @@ def _regimes_clone(args: argparse.Namespace) -> None:
     classifier, record = load_classifier(args.classifier, device=device)
     score, model_record = _score(args.model, training=subset.images, spec=spec, checkpoint=args.checkpoint,
                                  device=device)
-    gen = torch.Generator().manual_seed(args.seed)
-    result = cloning_experiment(score=score, training=subset.images, spec=spec, generator=gen, progress=True,
-                                labeller=lambda x: predict(classifier, x))
-    out = Path(args.out_dir)
-    config = {"ideal": to_dict(spec), "n": args.n, "model": args.model, **model_record}
+    _, t_s_theory = _spectrum_of(args.spectra, args.dataset)
+    t_c_entropy = float(pd.read_csv(args.entropy)["t_c_entropy"].iloc[0])
+    from diffusion_regimes.schedule import DDPMSchedule
+
+    times = spec.branch_times(t_speciation=t_s_theory, t_collapse=t_c_entropy, schedule=DDPMSchedule())
+    pairs = spec.pairs_for(args.model, n=args.n, subset_n=full.n)
+    steps = spec.steps_for(args.model)
+    # everything that determines the chunks names their folder: a changed input starts afresh
+    key = {"model": args.model, "n": args.n, "seed": args.seed, "steps": steps, "times": times.tolist(),
+           "chunk_pairs": spec.chunk_pairs, "strip_times": spec.strip_times,
+           "max_chunk_bytes": spec.max_chunk_bytes,
+           "files": _file_digest(args.subset, args.classifier, args.checkpoint)}
+    chunk_dir = Path(args.chunk_dir) / hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    # the seed is the base seed for every model and n: pair j starts from the same noise in the exact and
+    # the learned sweeps (a paired comparison); see config/README.md, "Seeds"
+    result = cloning_experiment(score=score, training=subset.images, spec=spec, n_pairs=pairs, steps=steps,
+                                times=times, seed=args.seed, chunk_dir=chunk_dir, progress=True,
+                                labeller=lambda x: probabilities(classifier, x))
+    config = {"ideal": to_dict(spec), "n": args.n, "model": args.model, "pairs": pairs, "steps": steps,
+              **model_record}
     table = result.branch_table()
     table.insert(0, "classifier_accuracy", record["held_out_accuracy"])
-    write_table(table, out / "branches.csv", config=config, seed=args.seed)
+    write_table(table, args.branches, config=config, seed=args.seed)
     write_table(pd.DataFrame({"t_c_hat": result.t_collapse, "memorisation_ratio": result.memorisation,
+                              "confidence": result.confidence, "label": result.labels,
                               "nearest": result.neighbours[:, 0].numpy(),
                               "second_nearest": result.neighbours[:, 1].numpy()}),
-                out / "trajectories.csv", config=config, seed=args.seed)
-    write_json(out / "summary.json", {**result.summary(), "classifier_accuracy": record["held_out_accuracy"],
-                                      **model_record})
-    save_torch([(k, t, rows.float()) for k, t, rows in result.strip], out / "strip.pt")
+                args.trajectories, config=config, seed=args.seed)
+    summary = {**result.summary(), "t_s_theory": t_s_theory, "t_c_entropy": t_c_entropy,
+               "classifier_accuracy": record["held_out_accuracy"],
+               "real_confident_fraction": record.get("held_out_confident_fraction", float("nan")),
+               **model_record}
+    write_json(args.summary, summary)
+    save_torch([(k, t, rows.float()) for k, t, rows in result.strip], args.strip)
     save_torch({"samples": result.samples.float(), "neighbours": result.neighbours,
-                "memorisation_ratio": torch.as_tensor(result.memorisation)}, out / "samples.pt")
+                "memorisation_ratio": torch.as_tensor(result.memorisation)}, args.samples)
+    log.info("%s n=%d %s: %d pairs x %d branch times, K = %d steps, t_S fit %.3f [%.3f, %.3f], "
+             "t_C fit %.3f [%.3f, %.3f], %.0f s", args.dataset, args.n, args.model, pairs,
+             result.branch_steps.size, steps, summary["t_s_fit"], summary["t_s_fit_low"],
+             summary["t_s_fit_high"], summary["t_c_phi_c_fit"], summary["t_c_phi_c_fit_low"],
+             summary["t_c_phi_c_fit_high"], result.seconds)
 
 
 def _regimes_entropy(args: argparse.Namespace) -> None:
@@ -144,24 +191,32 @@ def _spectrum_of(path: str, dataset: str) -> tuple[float, float]:
 
 
 def _regimes_row(args: argparse.Namespace) -> None:
+    from diffusion_regimes.regimes import IdealSpec, quality_verdict
+
+    spec = from_json(IdealSpec, args.spec, where="ideal")
     summary = json.loads(Path(args.summary).read_text())
     entropy = pd.read_csv(args.entropy)
     lam, t_s = _spectrum_of(args.spectra, args.dataset)
+    ok, reason = quality_verdict(phi_t_min=summary["phi_t_min"], confident_fraction=summary["confident_fraction"],
+                                 real_confident_fraction=summary["real_confident_fraction"], spec=spec)
+    copied = ("t_s_fit", "t_s_fit_low", "t_s_fit_high", "lambda_eff", "lambda_eff_low", "lambda_eff_high",
+              "t_s_logistic", "t_s_logistic_low", "t_s_logistic_high",
+              "t_s_crossing", "t_s_crossing_low", "t_s_crossing_high")
+    collapse = ("t_c_phi_c_fit", "t_c_phi_c_fit_low", "t_c_phi_c_fit_high", "t_c_phi_c", "t_c_phi_c_low",
+                "t_c_phi_c_high", "t_c_hat_mean", "t_c_hat_se", "t_c_hat_std", "t_c_hat_median",
+                "t_c_hat_median_se")
+    quality = ("memorised_fraction", "memorisation_ratio_median", "confident_fraction",
+               "real_confident_fraction", "class_one_fraction", "t_min", "phi_t_min", "phi_t_min_se",
+               "classifier_accuracy", "pairs", "branch_times", "steps")
     row = {
         "dataset": args.dataset, "model": args.model, "n": int(entropy["n"].iloc[0]),
         "d": int(entropy["d"].iloc[0]), "alpha": float(entropy["alpha"].iloc[0]), "Lambda": lam,
-        "t_s_theory": t_s, "t_s_measured": summary["t_s_measured"], "t_s_low": summary["t_s_low"],
-        "t_s_high": summary["t_s_high"], "t_c_entropy": float(entropy["t_c_entropy"].iloc[0]),
+        "t_s_theory": t_s, **{key: summary[key] for key in copied},
+        "t_c_entropy": float(entropy["t_c_entropy"].iloc[0]),
         "t_c_entropy_low": float(entropy["t_c_entropy_low"].iloc[0]),
         "t_c_entropy_high": float(entropy["t_c_entropy_high"].iloc[0]),
-        "t_c_hat_mean": summary["t_c_hat_mean"], "t_c_hat_std": summary["t_c_hat_std"],
-        "t_c_hat_se": summary["t_c_hat_se"], "t_c_phi_c": summary["t_c_clones"],
-        "t_c_phi_c_low": summary["t_c_clones_low"], "t_c_phi_c_high": summary["t_c_clones_high"],
-        "memorised_fraction": summary["memorised_fraction"],
-        "memorisation_ratio_median": summary["memorisation_ratio_median"],
-        "classifier_accuracy": summary["classifier_accuracy"], "pairs": summary["pairs"],
-        "branch_times": summary["branch_times"], "steps": summary["steps"], "seed": args.seed,
-        "sweep_seconds": summary["seconds"],
+        **{key: summary[key] for key in collapse}, **{key: summary[key] for key in quality},
+        "quality_ok": ok, "quality": reason, "seed": args.seed, "sweep_seconds": summary["seconds"],
         # the DDPM optimiser step of the UNet checkpoint (empty for the exact score)
         "checkpoint_step": summary.get("checkpoint_step"),
     }
@@ -195,10 +250,13 @@ def _regimes_figures(args: argparse.Namespace) -> None:
     def folder(r) -> Path:
         return base / f"n{int(r.n)}" / r.model
 
-    curves = [(r.model, int(r.n), pd.read_csv(folder(r) / "branches.csv"), float(r.t_s_measured))
-              for r in rows.itertuples()]
+    from diffusion_regimes.schedule import DDPMSchedule
+
+    curves = [(r.model, int(r.n), pd.read_csv(folder(r) / "branches.csv"), rows.loc[i])
+              for i, r in zip(rows.index, rows.itertuples(), strict=True)]
     cfg = {"dataset": args.dataset}
-    save_figure(phi_figure(curves, t_s_theory=t_s), args.phi, config=cfg, seed=args.seed)
+    k_s = DDPMSchedule().step_of_time(t_s)
+    save_figure(phi_figure(curves, t_s_theory=t_s, k_s_theory=k_s), args.phi, config=cfg, seed=args.seed)
 
     # collapse and neighbours: every model at the largest n (the whole subset, where the UNet was trained)
     n_top = int(rows["n"].max())
@@ -206,10 +264,10 @@ def _regimes_figures(args: argparse.Namespace) -> None:
     first = top.iloc[0]
     fig = collapse_figure(
         curves=[(r.model, n_top, pd.read_csv(folder(r) / "branches.csv"),
-                 pd.read_csv(folder(r) / "trajectories.csv")["t_c_hat"].to_numpy())
-                for r in top.itertuples()],
+                 pd.read_csv(folder(r) / "trajectories.csv")["t_c_hat"].to_numpy(), top.loc[i])
+                for i, r in zip(top.index, top.itertuples(), strict=True)],
         entropy=pd.read_csv(base / f"n{n_top}" / "entropy.csv"), t_c_entropy=float(first["t_c_entropy"]),
-        title=f"{args.dataset}, n = {n_top}, alpha = {first['alpha']:.4f}")
+        title=f"{args.dataset}, n = {n_top}, α = log(n)/d = {first['alpha']:.4f}")
     save_figure(fig, args.collapse, config=cfg, seed=args.seed)
 
     subset = _subset(args.subset, n_top)
@@ -218,8 +276,11 @@ def _regimes_figures(args: argparse.Namespace) -> None:
     fig = neighbours_figure(panels, training=subset.images, to_pixels=subset.to_pixels)
     save_figure(fig, args.neighbours, config=cfg, seed=args.seed)
     strip_row = top[top["model"] == "exact"].iloc[0] if (top["model"] == "exact").any() else first
-    strip = torch.load(base / f"n{n_top}" / strip_row["model"] / "strip.pt", weights_only=True)
-    save_figure(strip_figure(strip, to_pixels=subset.to_pixels), args.strip, config=cfg, seed=args.seed)
+    strip_dir = base / f"n{n_top}" / strip_row["model"]
+    strip = torch.load(strip_dir / "strip.pt", weights_only=True)
+    branch_time = float(pd.read_csv(strip_dir / "branches.csv")["t"].max())
+    save_figure(strip_figure(strip, to_pixels=subset.to_pixels, branch_time=branch_time), args.strip,
+                config=cfg, seed=args.seed)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -231,12 +292,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("regimes-clone", help="shared-trunk cloning sweep of one model on a subset prefix")
     add_spec_arguments(p)
+    p.add_argument("--dataset", required=True)
     p.add_argument("--subset", required=True)
     p.add_argument("--classifier", required=True)
+    p.add_argument("--spectra", required=True, help="spectra table (theory t_S places the branch times)")
+    p.add_argument("--entropy", required=True, help="f^e table of this prefix (its t_C places branch times)")
     p.add_argument("--n", type=int, required=True, help="training-set size (prefix of the subset)")
     p.add_argument("--model", default="exact", choices=("exact", "unet"))
     p.add_argument("--checkpoint", default=None, help="denoiser checkpoint (model unet)")
-    p.add_argument("--out-dir", required=True)
+    p.add_argument("--chunk-dir", required=True,
+                   help="folder of completed chunks of pairs (a re-run resumes from them)")
+    for name in ("branches", "trajectories", "summary", "strip", "samples"):
+        p.add_argument(f"--{name}", required=True)
     p.set_defaults(func=_regimes_clone, uses_network=True)
 
     p = sub.add_parser("regimes-entropy", help="excess entropy f^e(t)/alpha of a subset prefix")
@@ -247,6 +314,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_regimes_entropy)
 
     p = sub.add_parser("regimes-row", help="one row of the regimes table")
+    p.add_argument("--spec", required=True, help="JSON of the ideal section (quality-gate thresholds)")
     p.add_argument("--summary", required=True)
     p.add_argument("--entropy", required=True)
     p.add_argument("--spectra", required=True)

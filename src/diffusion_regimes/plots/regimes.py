@@ -25,59 +25,91 @@ def _label(model: str, n: int) -> str:
     return f"{MODEL_NAME.get(model, model)}, n = {n}"
 
 
-def phi_figure(curves: Sequence[tuple[str, int, pd.DataFrame, float]], *, t_s_theory: float):
-    """phi(t) against t / t_S (theory t_S = 1/2 log Lambda) for every (model, n, branch table, measured t_S).
+def _marker_kwargs(colour: str, quality_ok: bool) -> dict:
+    """Filled markers for rows that pass the quality gate, hollow ones for flagged rows."""
+    return dict(color=colour, mfc=colour if quality_ok else "none", mec=colour)
 
-    Theory as a vertical line, each model's measurement as points with bootstrap error bars and its
-    measured t_S (phi = 0.775 crossing) as a short tick on the top axis.
+
+def phi_figure(curves: Sequence[tuple[str, int, pd.DataFrame, pd.Series]], *, t_s_theory: float,
+               k_s_theory: int):
+    """phi(t) of every (model, n, branch table, regimes row), on two axes side by side.
+
+    Left: against t / t_S with the theory t_S = 1/2 log Lambda at 1; the maximum-likelihood fit of each
+    model (Gaussian-mixture family) as a line, and its t_S with the 95 % interval as a horizontal bar at
+    phi = 0.775.  Right: the same points against the DDPM step ratio k / k_S (the paper's Fig. 4 axis).
+    Hollow markers: the row failed the quality gate (see the ``quality`` column of regimes.csv).
     """
-    fig, ax = new_figure(figsize=(5.4, 3.8))
-    for i, (model, n, table, t_s) in enumerate(curves):
+    fig, (ax, ax_k) = new_figure(1, 2, figsize=(10.0, 4.0), sharey=True)
+    for i, (model, n, table, row) in enumerate(curves):
         colour = f"C{i}"
-        measured = f", $t_S$ = {t_s:.2f}" if np.isfinite(t_s) else ""
-        ax.errorbar(table["t"] / t_s_theory, table["phi"], yerr=table["phi_se"], ms=4, capsize=2,
-                    color=colour, label=_label(model, n) + measured, **_style(model))
-        if np.isfinite(t_s):
-            ax.plot([t_s / t_s_theory], [1.02], marker="v", color=colour, ms=6, clip_on=False)
+        ok = bool(row.get("quality_ok", True))
+        flag = "" if ok else " (flagged)"
+        t_fit, low, high = (float(row.get(key, np.nan)) for key in ("t_s_fit", "t_s_fit_low", "t_s_fit_high"))
+        style = _style(model)
+        ax.errorbar(table["t"] / t_s_theory, table["phi"], yerr=table["phi_se"], ms=4, capsize=2, ls="none",
+                    marker=style["marker"], label=_label(model, n) + flag, **_marker_kwargs(colour, ok))
+        if "phi_fit" in table and np.isfinite(t_fit):
+            ax.plot(table["t"] / t_s_theory, table["phi_fit"], color=colour, ls=style["ls"], lw=1)
+            ax.errorbar([t_fit / t_s_theory], [0.775],
+                        xerr=[[max(0.0, (t_fit - low) / t_s_theory)], [max(0.0, (high - t_fit) / t_s_theory)]],
+                        marker="D", ms=6, capsize=3, lw=1.5, color=colour, mfc="white" if not ok else colour,
+                        label=rf"  fitted $t_S$ = {t_fit:.2f} [{low:.2f}, {high:.2f}]")
+        ax_k.errorbar(table["k"] / k_s_theory, table["phi"], yerr=table["phi_se"], ms=4, capsize=2,
+                      ls=style["ls"], lw=0.8, marker=style["marker"], **_marker_kwargs(colour, ok))
     ax.axvline(1.0, color="k", ls="--", lw=1,
                label=rf"theory $t_S = \frac{{1}}{{2}}\log\Lambda$ = {t_s_theory:.2f}")
-    ax.axhline(0.775, color="grey", ls=":", lw=1, label=r"$\phi = 0.775$ (measured $t_S$, ticks on top)")
-    ax.set_xlabel(r"branch time $t / t_S$")
-    ax.set_ylabel(r"cloning probability $\phi(t)$")
-    ax.set_ylim(0.4, 1.04)
+    for axis in (ax, ax_k):
+        axis.axhline(0.775, color="grey", ls=":", lw=1)
+        axis.axhline(0.5, color="grey", ls="-", lw=0.5)
+    ax_k.axvline(1.0, color="k", ls="--", lw=1)
+    ax.set_xlabel(r"branch time $t / t_S$ (theory $t_S$)")
+    ax_k.set_xlabel(rf"DDPM step ratio $k / k_S$ ($k_S$ = {k_s_theory}, the paper's Fig. 4 axis)")
+    ax.set_ylabel(r"cloning probability $\phi(t)$ (same class)")
+    ax.set_ylim(0.3, 1.05)
     ax.legend(fontsize=7, loc="lower left")
+    ax.set_title(r"lines: maximum-likelihood fits; dotted: $\phi = 0.775$", fontsize=8)
     return fig
 
 
-def collapse_figure(*, curves: Sequence[tuple[str, int, pd.DataFrame, np.ndarray]],
+def collapse_figure(*, curves: Sequence[tuple[str, int, pd.DataFrame, np.ndarray, pd.Series]],
                     entropy: pd.DataFrame | None, t_c_entropy: float, title: str):
-    """phi_C(t) and the t̂_C histograms of every (model, n, branch table, t̂_C per trajectory), with
-    f^e(t)/alpha and the t_C it implies, on a shared time axis (paper Fig. 5 style)."""
-    fig, (top, bottom) = new_figure(2, 1, figsize=(5.4, 5.4), sharex=True)
+    """phi_C(t) and the t̂_C histograms of every (model, n, branch table, t̂_C per trajectory, regimes row),
+    with f^e(t)/alpha and the t_C it implies, on a shared time axis (paper Fig. 5 style)."""
+    fig, (top, bottom) = new_figure(2, 1, figsize=(5.8, 5.8), sharex=True)
     if entropy is not None:
         yerr = entropy["f_stderr"] / entropy["alpha"] if "f_stderr" in entropy else None
         top.errorbar(entropy["t"], entropy["f_over_alpha"], yerr=yerr, fmt="k.-", ms=3, lw=1, capsize=2,
                      label=r"$f^e(t)/\alpha$ (training set)")
     if np.isfinite(t_c_entropy):
         for ax in (top, bottom):
-            ax.axvline(t_c_entropy, color="k", ls="--", lw=1)
+            ax.axvline(t_c_entropy, color="k", ls="--", lw=1,
+                       label=rf"$t_C$ from $f^e$ = {t_c_entropy:.2f}" if ax is top else None)
     bins = None
-    for i, (model, n, table, t_collapse) in enumerate(curves):
+    for i, (model, n, table, t_collapse, row) in enumerate(curves):
         colour = f"C{i}"
-        top.errorbar(table["t"], table["phi_c"], yerr=table["phi_c_se"], ms=4, capsize=2, color=colour,
-                     label=r"$\phi_C(t)$, " + _label(model, n), **_style(model))
+        ok = bool(row.get("quality_ok", True))
+        style = _style(model)
+        top.errorbar(table["t"], table["phi_c"], yerr=table["phi_c_se"], ms=4, capsize=2, ls="none",
+                     marker=style["marker"], label=r"$\phi_C(t)$, " + _label(model, n) + ("" if ok else
+                                                                                      " (flagged)"),
+                     **_marker_kwargs(colour, ok))
+        t_fit = float(row.get("t_c_phi_c_fit", np.nan))
+        if "phi_c_fit" in table and np.isfinite(t_fit):
+            top.plot(table["t"], table["phi_c_fit"], color=colour, ls=style["ls"], lw=1,
+                     label=rf"  fit: $t_C$ = {t_fit:.2f} [{row['t_c_phi_c_fit_low']:.2f}, "
+                           rf"{row['t_c_phi_c_fit_high']:.2f}]")
         if bins is None:
             hi = max(float(np.max(t_collapse)) if len(t_collapse) else 1.0, float(table["t"].max()))
-            bins = np.linspace(0.0, hi, 21)
+            bins = np.linspace(0.0, hi, 31)
         bottom.hist(t_collapse, bins=bins, histtype="step", lw=1.5, color=colour,
-                    label=rf"$\hat t_C$, {MODEL_NAME.get(model, model)}: mean {np.mean(t_collapse):.2f}")
-        bottom.axvline(float(np.mean(t_collapse)), color=colour, lw=2, ls=_style(model)["ls"])
+                    label=rf"{MODEL_NAME.get(model, model)}: mean $\hat t_C$ = {np.mean(t_collapse):.2f}")
+        bottom.axvline(float(np.mean(t_collapse)), color=colour, lw=2, ls=style["ls"])
     top.axhline(0.5, color="grey", ls=":", lw=1)
-    top.set_ylabel(r"$\phi_C(t)$, $f^e(t)/\alpha$")
+    top.set_ylabel(r"$\phi_C(t)$ and $f^e(t)/\alpha$")
     top.set_ylim(-0.05, 1.1)
     top.set_title(title, fontsize=9)
-    top.legend(fontsize=7)
-    bottom.set_xlabel(r"time $t$ (dashed: $t_C$ where $f^e$ reaches 0)")
+    top.legend(fontsize=6.5)
+    bottom.set_xlabel(r"time $t$")
     bottom.set_ylabel(r"trajectories per $\hat t_C$ bin")
     bottom.legend(fontsize=7)
     return fig
@@ -118,27 +150,39 @@ def neighbours_figure(panels: Sequence[tuple[str, dict]], *, training: torch.Ten
     return fig
 
 
-def strip_figure(strip: Sequence[tuple[int, float, torch.Tensor]], *, to_pixels, branch_row: int = -1):
-    """Pair 0 along the sweep: the trunk (top row) and one clone (bottom row) at several times.
+def strip_figure(strip: Sequence[tuple[int, float, torch.Tensor]], *, to_pixels, branch_time: float):
+    """Pair 0 along the sweep: the trunk (top row) and the clone branched at ``branch_time`` (bottom row).
 
     ``strip``: ``(k, t, rows)`` with ``rows[0]`` the trunk and ``rows[1:]`` the clones alive at ``t``
-    (in branch order: the clone from the largest branch time first).  ``to_pixels`` maps centred images
-    ``(B, C, H, W)`` back to ``[0, 1]`` pixels.
+    (in branch order: the clone from the largest branch time first, the one shown).  ``to_pixels`` maps
+    centred images ``(B, C, H, W)`` back to ``[0, 1]`` pixels.  Before the branch time the clone row is
+    empty; the first column after it carries a red frame.
     """
-    fig, axes = new_figure(2, len(strip), figsize=(1.3 * len(strip), 3.0), squeeze=False)
+    fig, axes = new_figure(2, len(strip), figsize=(1.3 * len(strip) + 0.8, 3.2), squeeze=False)
+    marked = False
     for j, (k, t, rows) in enumerate(strip):
-        for r, label in ((0, "trunk"), (1, "clone")):
+        for r in (0, 1):
             ax = axes[r, j]
             ax.set_xticks([])
             ax.set_yticks([])
             ax.grid(False)
             if r == 1 and rows.shape[0] < 2:
-                ax.set_axis_off()
-                continue
-            img = to_pixels(rows[0 if r == 0 else 1][None].float())[0].clamp(0, 1)
-            ax.imshow(img.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray", vmin=0, vmax=1)
+                for spine in ax.spines.values():
+                    spine.set_visible(False)
+                ax.text(0.5, 0.5, "not yet\nbranched", ha="center", va="center", fontsize=7, color="grey",
+                        transform=ax.transAxes)
+            else:
+                img = to_pixels(rows[0 if r == 0 else 1][None].float())[0].clamp(0, 1)
+                ax.imshow(img.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray", vmin=0, vmax=1)
+                if r == 1 and not marked:
+                    marked = True
+                    for spine in ax.spines.values():
+                        spine.set_edgecolor("red")
+                        spine.set_linewidth(2)
             if r == 0:
-                ax.set_title(f"t = {t:.2f}\nk = {k}", fontsize=8)
-            if j == 0:
-                ax.set_ylabel(label)
+                ax.set_title(f"t = {max(t, 0.0):.2f}\nk = {k}", fontsize=8)
+    axes[0, 0].set_ylabel("trunk", fontsize=8)
+    axes[1, 0].set_ylabel(f"clone branched\nat t = {branch_time:.2f}", fontsize=8)
+    fig.suptitle("one cloned pair: shared history down to the branch time (red frame: first image after "
+                 "it), independent noise below", fontsize=8)
     return fig
