@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -65,6 +66,11 @@ class IdealSpec:
     entropy_times: int = 20  # times of the f^e(t) curve, log-spaced between entropy_t_min and entropy_t_max
     entropy_t_min: float = 0.02
     entropy_t_max: float = 3.0
+    # "geometric": the log-spaced grid above; "ddpm_steps": the times of DDPM steps L - s, L - 2s, ..., s
+    # with s = entropy_step_every (the paper's authors: s = 50, steps 950 ... 50)
+    entropy_grid: Literal["geometric", "ddpm_steps"] = "geometric"
+    entropy_step_every: int = 50
+    nearest_check_every: int = 1  # t̂_C: nearest index tested every so many DDPM steps (authors: 50)
     n_prime: int = 2000  # noisy samples of the excess-entropy estimate (paper: 250 000 - 400 000)
     strip_times: int = 6  # images per row of the strip figure
     threads: int = 1  # workflow only: CPU threads of each sweep / entropy job (does not change results)
@@ -233,7 +239,7 @@ def cloning_experiment(
         phi_c_se=bootstrap_standard_error(same_point, n_boot=spec.n_boot, generator=boot).numpy(),
         t_speciation=t_s,
         t_collapse_clones=t_c,
-        t_collapse=collapse_times(indices, grid_times).numpy(),
+        t_collapse=collapse_times(indices, grid_times, check_every=spec.nearest_check_every).numpy(),
         memorisation=memo.numpy(),
         n_pairs=n,
         n_steps=big_l,

@@ -14,7 +14,6 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -113,13 +112,14 @@ def _regimes_clone(args: argparse.Namespace) -> None:
 
 
 def _regimes_entropy(args: argparse.Namespace) -> None:
-    from diffusion_regimes.entropy import collapse_time, excess_entropy
+    from diffusion_regimes.entropy import collapse_time, entropy_time_grid, excess_entropy
     from diffusion_regimes.regimes import IdealSpec
 
     set_threads(args.threads)
     spec = from_json(IdealSpec, args.spec, where="ideal")
     subset = _subset(args.subset, args.n)
-    times = np.geomspace(spec.entropy_t_min, spec.entropy_t_max, spec.entropy_times)
+    times = entropy_time_grid(spec.entropy_grid, t_min=spec.entropy_t_min, t_max=spec.entropy_t_max,
+                              n_times=spec.entropy_times, step_every=spec.entropy_step_every)
     res = excess_entropy(subset.flat(torch.float64), times=times, n_prime=spec.n_prime,
                          generator=torch.Generator().manual_seed(args.seed),
                          max_chunk_bytes=spec.max_chunk_bytes, progress=True)
