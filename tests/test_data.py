@@ -182,8 +182,8 @@ def test_imagenet_numeric_labels_and_batches(tmp_path):
             pickle.dump({"data": data, "labels": labels}, fh)
     (tmp_path / "map.txt").write_text("n02509815 1 lesser_panda\nn09428293 2 seashore\n")
     spec = DatasetSpec(format="imagenet", path=str(tmp_path), resolution=16,
-                       label_map=str(tmp_path / "map.txt"), classes=("lesser_panda", "seashore"), labels=(7, 3), batches=(1, 10), n=4,
-                       selection="first")
+                       label_map=str(tmp_path / "map.txt"), classes=("lesser_panda", "seashore"),
+                       labels=(7, 3), batches=(1, 10), n=4, selection="first")
     s = prepare_subset(spec, name="imagenet16")
     # source indices run over the batches read (1 then 10), in file order; the first two of each label
     flat = np.concatenate([batches[1], batches[10]])
