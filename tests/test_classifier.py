@@ -7,6 +7,7 @@ from diffusion_regimes.classifier import (
     ClassifierSpec,
     ResNet18,
     accuracy_of,
+    fetch_resnet18_weights,
     load_classifier,
     load_torchvision_resnet18,
     predict,
@@ -132,3 +133,18 @@ def test_pretrained_classifier_recipe_and_missing_weights(tmp_path):
     assert torch.equal(predict(model, x), trained.predict(x))
     with pytest.raises(ConfigError, match="architecture: resnet18"):
         ClassifierSpec(architecture="cnn", pretrained=str(path))
+
+
+def test_weights_download_with_a_wrong_checksum_keeps_nothing(tmp_path, monkeypatch):
+    # No network in tests: pooch's download is replaced by one writing a file that is not the weights.
+    import pooch
+
+    def fake_retrieve(url, *, known_hash, fname, path, progressbar):
+        target = path / fname
+        target.write_bytes(b"not the ResNet-18 weights")
+        return str(target)
+
+    monkeypatch.setattr(pooch, "retrieve", fake_retrieve)
+    with pytest.raises(DataError, match="does not start with f37072fd"):
+        fetch_resnet18_weights(tmp_path / "resnet18-f37072fd.pth")
+    assert list(tmp_path.iterdir()) == []

@@ -12,6 +12,7 @@ split whose accuracy is saved next to the checkpoint and carried into every phi(
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,7 +197,9 @@ def fetch_resnet18_weights(target: Path) -> Path:
     SHA-256 starts with the published prefix in the file name; a failed check keeps nothing."""
     import pooch
 
-    partial = target.with_name(target.name + ".part")
+    # one partial file per process: the classifier jobs of several datasets may fetch at the same time, and
+    # the final rename is atomic, so each finds either no file or a whole, checked one
+    partial = target.with_name(f"{target.name}.{os.getpid()}.part")
     try:
         fetched = Path(pooch.retrieve(RESNET18_URL, known_hash=None, fname=partial.name, path=target.parent,
                                       progressbar=True))
