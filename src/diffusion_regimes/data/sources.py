@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from diffusion_regimes.data.spec import DatasetSpec
-from diffusion_regimes.errors import DataError
+from diffusion_regimes.errors import ConfigError, DataError
 
 __all__ = ["ClassImages", "Source", "sha256"]
 
@@ -285,7 +285,7 @@ def read_imagenet(spec: DatasetSpec) -> Source:
         # select by the pickle's own 1-based labels, whatever a label map says (the names only label them)
         wanted = list(spec.labels)
         if wanted[0] == wanted[1] or not all(1 <= w <= 1000 for w in wanted):
-            raise DataError(f"datasets.<name>.labels: {wanted} must be two different labels in 1..1000")
+            raise ConfigError(f"datasets.<name>.labels: {wanted} must be two different labels in 1..1000")
     else:
         valid = read_label_map(Path(spec.label_map)) if spec.label_map else imagenet_names()
         wanted = _resolve_names(spec.classes, valid, what="ImageNet")
