@@ -1,16 +1,20 @@
 """The classifier learns a planted two-class problem, is deterministic by seed, and round-trips to disk."""
 
+import pytest
 import torch
 
 from diffusion_regimes.classifier import (
     ClassifierSpec,
     ResNet18,
     accuracy_of,
+    fetch_resnet18_weights,
     load_classifier,
+    load_torchvision_resnet18,
     predict,
     save_classifier,
     train_classifier,
 )
+from diffusion_regimes.errors import ConfigError, DataError
 
 
 def _planted(n=160, seed=0):
@@ -44,3 +48,103 @@ def test_resnet18_shapes_and_size():
     assert net(torch.zeros(2, 3, 16, 16)).shape == (2, 2)
     # 11.2 M parameters for the standard ResNet-18 body with a 2-class head
     assert 11.0e6 < sum(p.numel() for p in net.parameters()) < 11.3e6
+
+
+def _torchvision_resnet18_state(seed=0):
+    """A randomly initialised state dict with the keys and shapes of torchvision's ``resnet18()``, written
+    out by hand (torchvision is not a dependency): 62 parameters and 60 BatchNorm buffers."""
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+
+    def conv(name, c_out, c_in, k):
+        state[f"{name}.weight"] = torch.randn(c_out, c_in, k, k, generator=gen)
+
+    def bn(name, c):
+        state[f"{name}.weight"] = torch.rand(c, generator=gen) + 0.5
+        state[f"{name}.bias"] = torch.randn(c, generator=gen)
+        state[f"{name}.running_mean"] = torch.randn(c, generator=gen)
+        state[f"{name}.running_var"] = torch.rand(c, generator=gen) + 0.5
+        state[f"{name}.num_batches_tracked"] = torch.tensor(7)
+
+    conv("conv1", 64, 3, 7)
+    bn("bn1", 64)
+    width = 64
+    for layer, (c, stride) in enumerate(((64, 1), (128, 2), (256, 2), (512, 2)), start=1):
+        for block in (0, 1):
+            c_in = width if block == 0 else c
+            prefix = f"layer{layer}.{block}"
+            conv(f"{prefix}.conv1", c, c_in, 3)
+            bn(f"{prefix}.bn1", c)
+            conv(f"{prefix}.conv2", c, c, 3)
+            bn(f"{prefix}.bn2", c)
+            if block == 0 and (stride != 1 or c_in != c):
+                conv(f"{prefix}.downsample.0", c, c_in, 1)
+                bn(f"{prefix}.downsample.1", c)
+        width = c
+    state["fc.weight"] = torch.randn(1000, 512, generator=gen)
+    state["fc.bias"] = torch.randn(1000, generator=gen)
+    assert len(state) == 122  # torchvision's resnet18().state_dict() has 122 entries
+    return state
+
+
+def test_torchvision_resnet18_state_dict_loads(tmp_path):
+    state = _torchvision_resnet18_state()
+    path = tmp_path / "resnet18-f37072fd.pth"
+    torch.save(state, path)
+    net = ResNet18(3, imagenet_stem=True, input_size=224)
+    load_torchvision_resnet18(net, path)
+    ours = net.state_dict()
+    # every body tensor is torchvision's: stem, both blocks of each layer, the stride-2 shortcuts
+    pairs = {"stem.0.weight": "conv1.weight", "stem.1.running_var": "bn1.running_var",
+             "blocks.0.conv1.weight": "layer1.0.conv1.weight", "blocks.7.bn2.bias": "layer4.1.bn2.bias",
+             "blocks.2.shortcut.0.weight": "layer2.0.downsample.0.weight",
+             "blocks.6.shortcut.1.running_mean": "layer4.0.downsample.1.running_mean"}
+    for key, source in pairs.items():
+        assert torch.equal(ours[key], state[source]), key
+    copied = sum(1 for k in ours if not k.startswith("head."))
+    assert copied == 120  # all but fc.weight / fc.bias
+    with torch.no_grad():
+        assert net.eval()(torch.zeros(1, 3, 16, 16)).shape == (1, 2)  # resized to 224 px inside
+    # one-channel images (MNIST): the first conv stays freshly initialised, as the authors do
+    gray = ResNet18(1, imagenet_stem=True)
+    load_torchvision_resnet18(gray, path)
+    assert torch.equal(gray.state_dict()["blocks.3.conv2.weight"], state["layer2.1.conv2.weight"])
+    # a wrong file is named with the key it lacks
+    del state["layer3.1.bn1.weight"]
+    torch.save(state, path)
+    with pytest.raises(DataError, match=r"layer3\.1\.bn1\.weight"):
+        load_torchvision_resnet18(ResNet18(3, imagenet_stem=True), path)
+
+
+def test_pretrained_classifier_recipe_and_missing_weights(tmp_path):
+    path = tmp_path / "resnet18-f37072fd.pth"
+    x, y = _planted(n=8)
+    spec = ClassifierSpec(architecture="resnet18", pretrained=str(path), resize=32, epochs=2, batch_size=4,
+                          learning_rate=1e-4, head_learning_rate=1e-3, lr_gamma=0.1, head_dropout=0.5,
+                          weight_decay=0.0)
+    with pytest.raises(DataError, match=r"not found.*resnet18-f37072fd\.pth.*classifier\.download: true"):
+        train_classifier(x, y, spec=spec, seed=0)
+    torch.save(_torchvision_resnet18_state(), path)
+    trained = train_classifier(x, y, spec=spec, seed=0)
+    out = tmp_path / "clf.pt"
+    save_classifier(trained, out, seed=0)
+    model, record = load_classifier(out)
+    assert record["network_options"] == {"imagenet_stem": True, "input_size": 32, "head_dropout": 0.5}
+    assert torch.equal(predict(model, x), trained.predict(x))
+    with pytest.raises(ConfigError, match="architecture: resnet18"):
+        ClassifierSpec(architecture="cnn", pretrained=str(path))
+
+
+def test_weights_download_with_a_wrong_checksum_keeps_nothing(tmp_path, monkeypatch):
+    # No network in tests: pooch's download is replaced by one writing a file that is not the weights.
+    import pooch
+
+    def fake_retrieve(url, *, known_hash, fname, path, progressbar):
+        target = path / fname
+        target.write_bytes(b"not the ResNet-18 weights")
+        return str(target)
+
+    monkeypatch.setattr(pooch, "retrieve", fake_retrieve)
+    with pytest.raises(DataError, match="does not start with f37072fd"):
+        fetch_resnet18_weights(tmp_path / "resnet18-f37072fd.pth")
+    assert list(tmp_path.iterdir()) == []

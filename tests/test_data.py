@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from diffusion_regimes.data import DatasetSpec, PreparedSubset, prepare_subset
-from diffusion_regimes.errors import DataError
+from diffusion_regimes.errors import ConfigError, DataError
 
 
 def _write_idx(path: Path, array: np.ndarray) -> None:
@@ -61,6 +61,18 @@ def test_selection_is_deterministic_and_seeded(mnist_idx):
     c = prepare_subset(DatasetSpec(format="mnist_idx", path=str(folder), classes=("1", "2"), n=6, seed=4),
                        name="m")
     assert c.indices != a.indices
+
+
+def test_first_selection_takes_the_first_images_of_each_class_in_file_order(mnist_idx):
+    # The authors' rule: the first n/2 images of each class as they come in the file, no seed.
+    folder, _, labels = mnist_idx
+    s = prepare_subset(DatasetSpec(format="mnist_idx", path=str(folder), classes=("1", "8"), n=6,
+                                   selection="first", seed=5), name="m")
+    ones, eights = np.flatnonzero(labels == 1)[:3], np.flatnonzero(labels == 8)[:3]
+    assert list(s.indices) == [int(i) for pair in zip(ones, eights, strict=True) for i in pair]
+    with pytest.raises(ConfigError, match="imagenet only"):
+        prepare_subset(DatasetSpec(format="mnist_idx", path=str(folder), classes=("1", "8"), n=6,
+                                   labels=(1, 8)), name="m")
 
 
 def test_too_few_images_reports_counts(mnist_idx):
@@ -156,6 +168,33 @@ def test_imagenet_pickles_one_based_labels(tmp_path):
     with pytest.raises(DataError, match=r"rows of \(768,\) values, expected 3\*32\*32"):
         prepare_subset(DatasetSpec(format="imagenet", path=str(tmp_path), resolution=32,
                                    classes=("7", "3"), n=2), name="imagenet32")
+
+
+def test_imagenet_numeric_labels_and_batches(tmp_path):
+    # Labels 7 and 3 select the classes whatever the (deliberately wrong) label map says; batch 2 is skipped.
+    rng = np.random.default_rng(3)
+    batches = {}
+    for b in (1, 2, 10):
+        labels = list(rng.integers(1, 11, 40))
+        data = rng.integers(0, 256, (40, 3 * 16 * 16), dtype=np.uint8)
+        batches[b] = labels
+        with open(tmp_path / f"train_data_batch_{b}", "wb") as fh:
+            pickle.dump({"data": data, "labels": labels}, fh)
+    (tmp_path / "map.txt").write_text("n02509815 1 lesser_panda\nn09428293 2 seashore\n")
+    spec = DatasetSpec(format="imagenet", path=str(tmp_path), resolution=16,
+                       label_map=str(tmp_path / "map.txt"), classes=("lesser_panda", "seashore"),
+                       labels=(7, 3), batches=(1, 10), n=4, selection="first")
+    s = prepare_subset(spec, name="imagenet16")
+    # source indices run over the batches read (1 then 10), in file order; the first two of each label
+    flat = np.concatenate([batches[1], batches[10]])
+    expected = [int(i) for pair in zip(np.flatnonzero(flat == 7)[:2], np.flatnonzero(flat == 3)[:2],
+                                       strict=True) for i in pair]
+    assert list(s.indices) == expected
+    assert s.metadata["available_per_class"] == {"lesser_panda": int((flat == 7).sum()),
+                                                 "seashore": int((flat == 3).sum())}
+    with pytest.raises(DataError, match=r"batches \[3\].*found batches \[1, 2, 10\]"):
+        prepare_subset(DatasetSpec(format="imagenet", path=str(tmp_path), resolution=16, classes=("a", "b"),
+                                   labels=(7, 3), batches=(1, 3), n=4), name="imagenet16")
 
 
 def _webp(rng, w: int, h: int) -> bytes:

@@ -7,7 +7,14 @@ import pytest
 import torch
 
 from diffusion_regimes import theory
-from diffusion_regimes.entropy import NOISE_BLOCK, ExcessEntropy, collapse_time, excess_entropy
+from diffusion_regimes.entropy import (
+    NOISE_BLOCK,
+    ExcessEntropy,
+    collapse_time,
+    entropy_time_grid,
+    excess_entropy,
+)
+from diffusion_regimes.errors import ConfigError
 
 TIMES = [0.2, 0.7, 1.5, 4.0]
 
@@ -131,3 +138,17 @@ def test_collapse_time_reads_theory_zero():
     # noise of 3 % of alpha: the isotonic fit keeps a single crossing within ~0.1 of the level-0.1 point
     assert noisy.low <= noisy.time <= noisy.high
     assert noisy.time == pytest.approx(t_c, abs=0.3)
+
+
+def test_entropy_grid_on_ddpm_steps_is_the_authors_grid():
+    # Steps 50, 100, ..., 950 mapped by t = -1/2 log alpha_bar(k), alpha_bar(k) = prod_{s<=k} (1 - beta_s)
+    # with beta linear from 1e-4 to 2e-2 over 1000 steps (SCIENCE.md section 1), computed here independently.
+    times = entropy_time_grid("ddpm_steps", t_min=0.02, t_max=3.0, n_times=20, step_every=50)
+    betas = np.linspace(1e-4, 2e-2, 1000)
+    expected = -0.5 * np.cumsum(np.log1p(-betas))[np.arange(50, 1000, 50) - 1]
+    np.testing.assert_allclose(times, expected, rtol=1e-12)
+    assert times.size == 19 and round(times[0], 3) == 0.015 and round(times[-1], 2) == 4.57
+    geometric = entropy_time_grid("geometric", t_min=0.02, t_max=3.0, n_times=20, step_every=50)
+    np.testing.assert_allclose(geometric[[0, -1]], [0.02, 3.0], rtol=1e-12)
+    with pytest.raises(ConfigError, match="entropy_grid"):
+        entropy_time_grid("linear", t_min=0.02, t_max=3.0, n_times=20, step_every=50)

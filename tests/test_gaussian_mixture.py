@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from diffusion_regimes import theory
-from diffusion_regimes.gaussian_mixture import GaussianMixture, collapse, speciation
+from diffusion_regimes.gaussian_mixture import GaussianMixture, collapse, collapse_times_grid, speciation
 
 # branch times around t_S = 1/2 log 256 = 2.77, where phi varies most; a subset of the paper's grid keeps
 # the full 256-dimensional engine to a few seconds
@@ -70,3 +70,11 @@ def test_collapse_small_case_follows_theory():
     # large t: f^e/alpha -> 1; t_C numeric within 0.25 of the theory (finite n smooths the kink)
     assert res.entropy.f[0] / res.entropy.alpha == pytest.approx(1.0, abs=0.05)
     assert res.numeric.time == pytest.approx(res.t_c_theory, abs=0.25)
+
+
+def test_linear_collapse_grid_is_the_authors_grid():
+    # The authors' Fig. 3 times: t_i = 8 (1 - 0.98 i / 20) = 8 (1 - 0.049 i), i = 0..19 (8 down to 0.552).
+    times = collapse_times_grid(t_max=8.0, t_min=0.552, n_times=20, kind="linear")
+    np.testing.assert_allclose(times, 8.0 * (1 - 0.049 * np.arange(20)), rtol=1e-12)
+    geometric = collapse_times_grid(t_max=8.0, t_min=0.552, n_times=20)
+    np.testing.assert_allclose(geometric[1:] / geometric[:-1], (0.552 / 8.0) ** (1 / 19), rtol=1e-12)

@@ -105,6 +105,12 @@ def test_collapse_times_on_hand_made_index_sequences():
         ]
     ).T  # (T+1, N)
     assert collapse_times(seqs, times).tolist() == [4.0, 2.0, 1.0, 0.0]
+    # Checked every 2 grid points (t = 4, 2, 0 are read): the third trajectory reads 7, 8, 7, so its last
+    # change is seen between t = 2 and t = 0 and t̂_C drops from 1 to 0 (one interval lower at most).
+    assert collapse_times(seqs, times, check_every=2).tolist() == [4.0, 2.0, 0.0, 0.0]
+    # Every 4 (t = 4 and 0 only): the second one reads 1, 3 (t̂_C 2 -> 0); the third one's excursion to 8
+    # falls between the checks and is missed, so its t̂_C rises from 1 to 4.
+    assert collapse_times(seqs, times, check_every=4).tolist() == [4.0, 0.0, 4.0, 0.0]
 
 
 def test_agreement_is_phi_summand():

@@ -17,7 +17,7 @@ from diffusion_regimes.train import (
     sample,
     train_ddpm,
 )
-from diffusion_regimes.unet import PRESETS, UNet, UNetConfig, UNetSpec, count_parameters, preset
+from diffusion_regimes.unet import PRESETS, Attention, UNet, UNetConfig, UNetSpec, count_parameters, preset
 
 
 @pytest.fixture(autouse=True)
@@ -57,6 +57,41 @@ def test_paper_preset_parameter_count():
     # The same layout at DDPM's CIFAR-10 settings reproduces DDPM's published 35.7 M (Ho et al. 2020).
     ddpm = UNetConfig(in_channels=3, base_channels=128, channel_mult=(1, 2, 2, 2), attention_levels=(1,))
     assert round(count_parameters(UNet(ddpm)) / 1e5) == 357
+
+
+def test_paper_preset_is_the_authors_network():
+    # Issue 16: the authors' UNet (GroupNorm(8), 4 heads, GELU step MLP, Dropout2d, default init) keeps the
+    # trainable count exactly: the head count and init change no parameter shapes.
+    config = preset("paper", in_channels=3, image_size=32)
+    model = UNet(config)
+    assert count_parameters(model) == 25_636_483
+    attentions = [m for m in model.modules() if isinstance(m, Attention)]
+    assert attentions and all(m.heads == 4 for m in attentions)
+    assert isinstance(model.embed[1], torch.nn.GELU)
+    dropouts = [m for m in model.modules() if isinstance(m, torch.nn.Dropout | torch.nn.Dropout2d)]
+    assert dropouts and all(type(m) is torch.nn.Dropout2d and m.p == 0.1 for m in dropouts)
+    assert all(m.num_groups == 8 for m in model.modules() if isinstance(m, torch.nn.GroupNorm))
+    # PyTorch default init: no layer starts at zero (the other presets zero these for an identity start)
+    assert model.conv_out.weight.abs().sum() > 0 and attentions[0].proj.weight.abs().sum() > 0
+    assert UNet(preset("small", in_channels=1, image_size=32)).conv_out.weight.abs().sum() == 0
+
+
+def test_multi_head_attention_matches_torch_multihead_attention():
+    # The 4-head layer is nn.MultiheadAttention (the authors' layer) with the same projections.
+    torch.manual_seed(0)
+    channels, heads = 16, 4
+    ours = Attention(channels, groups=4, heads=heads, zero_init=False).double()
+    mha = torch.nn.MultiheadAttention(channels, heads, batch_first=True).double()
+    with torch.no_grad():
+        mha.in_proj_weight.copy_(ours.qkv.weight[:, :, 0, 0])
+        mha.in_proj_bias.copy_(ours.qkv.bias)
+        mha.out_proj.weight.copy_(ours.proj.weight[:, :, 0, 0])
+        mha.out_proj.bias.copy_(ours.proj.bias)
+        x = torch.randn(2, channels, 4, 4, dtype=torch.float64)
+        h = ours.norm(x).reshape(2, channels, 16).transpose(1, 2)
+        expected = x + mha(h, h, h)[0].transpose(1, 2).reshape(x.shape)
+        # float64 on both sides: only summation-order rounding differs
+        torch.testing.assert_close(ours(x), expected, rtol=1e-12, atol=1e-12)
 
 
 def test_spec_overrides_preset():

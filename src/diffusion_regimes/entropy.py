@@ -50,8 +50,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from diffusion_regimes.errors import ConfigError
 from diffusion_regimes.measures import crossing_time
-from diffusion_regimes.schedule import delta_t
+from diffusion_regimes.schedule import DDPMSchedule, delta_t
 
 __all__ = ["NOISE_BLOCK", "CollapseTime", "ExcessEntropy", "collapse_time", "excess_entropy"]
 
@@ -97,6 +98,29 @@ def _chunk_sizes(*, n: int, d: int, n_prime: int, max_chunk_bytes: int) -> tuple
     rows = block
     cols = (max_chunk_bytes - rows * _BYTES_PER_ROW_COORD * d) // (rows * _BYTES_PER_PAIR)
     return rows, int(max(16, min(n, cols)))
+
+
+def entropy_time_grid(
+    kind: str, *, t_min: float, t_max: float, n_times: int, step_every: int,
+    schedule: DDPMSchedule | None = None,
+) -> np.ndarray:
+    """Ascending times ``(T,)`` float64 at which f^e(t) is estimated.
+
+    ``kind = "geometric"``: ``n_times`` log-spaced times from ``t_min`` to ``t_max``.  ``kind =
+    "ddpm_steps"``: the continuous times ``t(k) = -1/2 log alpha_bar(k)`` (SCIENCE.md section 1) of the DDPM
+    steps ``k = s, 2s, ..., L - s`` with ``s = step_every``, the grid of the paper's authors (s = 50: steps
+    50 ... 950, t from 0.015 to 4.57), which lays f^e on the same steps as the cloning branch times.
+    """
+    if kind == "geometric":
+        return np.geomspace(t_min, t_max, n_times)
+    if kind == "ddpm_steps":
+        schedule = schedule or DDPMSchedule()
+        steps = np.arange(step_every, schedule.n_steps, step_every)
+        if steps.size == 0:
+            raise ConfigError(f"ideal.entropy_step_every = {step_every} leaves no DDPM step below "
+                             f"L = {schedule.n_steps}; choose a value in [1, {schedule.n_steps - 1}]")
+        return np.array([schedule.time_of_step(int(k)) for k in steps], dtype=np.float64)
+    raise ConfigError(f"ideal.entropy_grid: {kind!r} is not valid; choose geometric or ddpm_steps")
 
 
 def excess_entropy(

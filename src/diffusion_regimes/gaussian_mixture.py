@@ -53,6 +53,9 @@ class CollapseConfig:
     t_min: float = 0.55
     n_times: int = 20
     level: float = 0.1
+    # spacing of the n_times times: "geometric", or "linear" as the paper's authors (t = 8 (1 - 0.049 i),
+    # i = 0..19, which is linear from 8 to 0.552)
+    grid: Literal["geometric", "linear"] = "geometric"
 
 
 @dataclass(frozen=True)
@@ -194,9 +197,17 @@ def speciation(
 
 
 # ------------------------------------------------------------------------------------------- collapse
-def collapse_times_grid(*, t_max: float, t_min: float, n_times: int) -> np.ndarray:
-    """Geometric grid from ``t_max`` down to ``t_min`` (the paper's Fig. 3 uses 20 times from 8 to ~0.55)."""
-    return np.geomspace(t_max, t_min, n_times)
+def collapse_times_grid(*, t_max: float, t_min: float, n_times: int, kind: str = "geometric") -> np.ndarray:
+    """``n_times`` times ``(T,)`` float64 from ``t_max`` down to ``t_min``, geometric or linear.
+
+    The paper's Fig. 3 uses 20 times from 8 to ~0.55; the authors' code spaces them linearly,
+    ``t_i = 8 (1 - 0.049 i)`` for i = 0..19, which is ``kind = "linear"`` with ``t_min = 0.552``.
+    """
+    if kind == "geometric":
+        return np.geomspace(t_max, t_min, n_times)
+    if kind == "linear":
+        return np.linspace(t_max, t_min, n_times)
+    raise ValueError(f"gaussian_mixture.collapse.grid: {kind!r} is not valid; choose geometric or linear")
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -103,6 +104,11 @@ class IdealSpec:
     entropy_times: int = 20  # times of the f^e(t) curve, log-spaced between entropy_t_min and entropy_t_max
     entropy_t_min: float = 0.02
     entropy_t_max: float = 3.0
+    # "geometric": the log-spaced grid above; "ddpm_steps": the times of DDPM steps L - s, L - 2s, ..., s
+    # with s = entropy_step_every (the paper's authors: s = 50, steps 950 ... 50)
+    entropy_grid: Literal["geometric", "ddpm_steps"] = "geometric"
+    entropy_step_every: int = 50
+    nearest_check_every: int = 1  # t̂_C: nearest index tested every so many DDPM steps (authors: 50)
     n_prime: int = 2000  # noisy samples of the excess-entropy estimate (paper: 250 000 - 400 000)
     strip_times: int = 6  # images per row of the strip figure
     quality_phi_min: float = 0.97  # a row whose phi at the smallest branch time is lower is flagged
@@ -307,6 +313,7 @@ def _clone_chunk(
     generator: torch.Generator,
     max_chunk_bytes: int,
     strip_times: int,
+    check_every: int,
     progress: bool,
 ) -> dict:
     """One chunk of ``n_pairs`` shared-trunk sweeps: the raw per-pair measurements, branch order = ``indices``.
@@ -348,7 +355,7 @@ def _clone_chunk(
     return {
         "same_class": same_class.to(torch.uint8),
         "same_point": same_point.to(torch.uint8),
-        "t_collapse": collapse_times(history, grid_times),
+        "t_collapse": collapse_times(history, grid_times, check_every=check_every),
         "memorisation": memo.cpu(),
         "confidence": probs_trunk.max(dim=1).values.to(torch.float64).cpu(),
         "labels": labels_trunk.cpu(),
@@ -411,7 +418,7 @@ def cloning_experiment(
         chunk = _clone_chunk(score=score, data=data, shape=shape, labeller=labeller, integrator=integrator,
                              schedule=schedule, indices=indices, n_pairs=size, generator=gen,
                              max_chunk_bytes=spec.max_chunk_bytes, strip_times=spec.strip_times,
-                             progress=progress)
+                             check_every=spec.nearest_check_every, progress=progress)
         if path is not None:
             save_torch(chunk, path)
         chunks.append(chunk)

@@ -8,16 +8,21 @@ The network maps ``(x(k), k)`` to the predicted noise ``xi_theta``; the score is
 
 The paper configuration (``PRESETS["paper"]``): 64 base channels, multipliers (1, 2, 4, 4), two
 residual blocks per level, attention at the two middle levels (16x16 and 8x8 for a 32x32 input),
-dropout 0.1.  Laid out as in DDPM (``num_res_blocks + 1`` residual blocks per up level, a middle
-ResBlock-Attention-ResBlock), this has 25 636 483 parameters at 3x32x32 (paper: "about 25.7 M", 0.3 %
-off).  The same code with DDPM's CIFAR-10 settings (128 channels, (1, 2, 2, 2), attention at 16x16) gives
-DDPM's published 35.7 M (35 746 307), which checks that the layout is DDPM's.
+dropout 0.1, and the details of the authors' published network: GroupNorm with 8 groups, 4-head
+attention, GELU inside the time-embedding MLP, channel-wise dropout (``Dropout2d``) and PyTorch's default
+initialisation.  Laid out as in DDPM (``num_res_blocks + 1`` residual blocks per up level, a middle
+ResBlock-Attention-ResBlock), this has 25 636 483 trainable parameters at 3x32x32 (paper: "about 25.7 M",
+0.3 % off: the authors' count adds their frozen 1000 x 64 table of sinusoidal step embeddings, 64 000
+values that are computed on the fly here).  The same code with DDPM's CIFAR-10 settings (128 channels,
+(1, 2, 2, 2), attention at 16x16) gives DDPM's published 35.7 M (35 746 307), which checks that the
+layout is DDPM's.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import torch
 from torch import nn
@@ -42,6 +47,13 @@ class UNetConfig:
     attention_levels: tuple[int, ...] = (1, 2)
     dropout: float = 0.1
     groups: int = 32  # GroupNorm groups; every channel count must be divisible by it
+    attention_heads: int = 1  # heads of every self-attention layer; channels there must be divisible by it
+    time_activation: Literal["silu", "gelu"] = "silu"  # non-linearity inside the step-embedding MLP
+    # "element": nn.Dropout (one mask entry per activation); "channel": nn.Dropout2d (whole feature maps)
+    dropout_kind: Literal["element", "channel"] = "element"
+    # Zero-initialised last conv of each residual block, attention projection and output conv (every block
+    # starts as the identity, improved-diffusion's choice); False keeps PyTorch's default initialisation.
+    zero_init: bool = True
 
     def __post_init__(self) -> None:
         levels = len(self.channel_mult)
@@ -64,13 +76,31 @@ class UNetConfig:
                 )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"unet.dropout must lie in [0, 1), got {self.dropout}")
+        # attention runs at the listed levels and in the middle block (the last level's channels)
+        attended = {self.base_channels * self.channel_mult[lv] for lv in self.attention_levels}
+        attended.add(self.base_channels * self.channel_mult[-1])
+        if self.attention_heads < 1 or any(c % self.attention_heads for c in attended):
+            raise ConfigError(
+                f"unet.attention_heads: {self.attention_heads} must divide the channels of every attention "
+                f"layer {sorted(attended)}"
+            )
+        if self.time_activation not in ("silu", "gelu"):
+            raise ConfigError(
+                f"unet.time_activation: {self.time_activation!r} is not valid; choose silu or gelu"
+            )
+        if self.dropout_kind not in ("element", "channel"):
+            raise ConfigError(
+                f"unet.dropout_kind: {self.dropout_kind!r} is not valid; choose element or channel"
+            )
 
 
 # Named architectures; ``in_channels``/``image_size`` are set from the data (see :func:`preset`).
 PRESETS: dict[str, UNetConfig] = {
-    # SCIENCE.md section 6; 25.64 M parameters at 3x32x32.
+    # SCIENCE.md section 6 with the authors' network details (Utils/Unet.py of their repository: GroupNorm(8),
+    # 4-head attention, GELU in the step MLP, Dropout2d, default init); 25.64 M parameters at 3x32x32.
     "paper": UNetConfig(base_channels=64, channel_mult=(1, 2, 4, 4), num_res_blocks=2,
-                        attention_levels=(1, 2), dropout=0.1, groups=32),
+                        attention_levels=(1, 2), dropout=0.1, groups=8, attention_heads=4,
+                        time_activation="gelu", dropout_kind="channel", zero_init=False),
     # The default CPU run: same layout, narrower and shallower (0.28 M parameters, 0.13 GFLOP per
     # 1x32x32 image; a 2-core CPU trains a few hundred batches in minutes, see config/README.md).
     "small": UNetConfig(base_channels=16, channel_mult=(1, 2, 2), num_res_blocks=1,
@@ -102,6 +132,10 @@ class UNetSpec:
     attention_levels: tuple[int, ...] | None = None
     dropout: float | None = None
     groups: int | None = None
+    attention_heads: int | None = None
+    time_activation: Literal["silu", "gelu"] | None = None
+    dropout_kind: Literal["element", "channel"] | None = None
+    zero_init: bool | None = None
 
     def resolve(self, *, in_channels: int, image_size: int) -> UNetConfig:
         """The architecture for images of ``in_channels`` x ``image_size`` x ``image_size``."""
@@ -109,7 +143,7 @@ class UNetSpec:
         overrides = {
             name: getattr(self, name)
             for name in ("base_channels", "channel_mult", "num_res_blocks", "attention_levels", "dropout",
-                         "groups")
+                         "groups", "attention_heads", "time_activation", "dropout_kind", "zero_init")
             if getattr(self, name) is not None
         }
         return replace(base, **overrides)
@@ -129,17 +163,19 @@ def timestep_embedding(k: torch.Tensor, dim: int, *, max_period: float = 10_000.
 class ResBlock(nn.Module):
     """GroupNorm-SiLU-conv, plus the projected step embedding, GroupNorm-SiLU-dropout-conv, residual."""
 
-    def __init__(self, c_in: int, c_out: int, *, emb_dim: int, dropout: float, groups: int) -> None:
+    def __init__(self, c_in: int, c_out: int, *, emb_dim: int, dropout: float, groups: int,
+                 dropout_kind: str = "element", zero_init: bool = True) -> None:
         super().__init__()
         self.norm1 = nn.GroupNorm(groups, c_in)
         self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
         self.emb = nn.Linear(emb_dim, c_out)
         self.norm2 = nn.GroupNorm(groups, c_out)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout2d(dropout) if dropout_kind == "channel" else nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
-        # Zero-initialised last conv: every block starts as the identity (improved-diffusion's choice).
-        nn.init.zeros_(self.conv2.weight)
-        nn.init.zeros_(self.conv2.bias)
+        if zero_init:
+            # Zero-initialised last conv: every block starts as the identity (improved-diffusion's choice).
+            nn.init.zeros_(self.conv2.weight)
+            nn.init.zeros_(self.conv2.bias)
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
@@ -150,20 +186,28 @@ class ResBlock(nn.Module):
 
 
 class Attention(nn.Module):
-    """Single-head spatial self-attention with a residual connection (DDPM's AttnBlock)."""
+    """Multi-head spatial self-attention with a residual connection (DDPM's AttnBlock for ``heads = 1``).
 
-    def __init__(self, channels: int, *, groups: int) -> None:
+    The 1x1 ``qkv`` and ``proj`` convolutions hold as many parameters as ``nn.MultiheadAttention``'s input
+    and output projections, so the head count changes no parameter count.
+    """
+
+    def __init__(self, channels: int, *, groups: int, heads: int = 1, zero_init: bool = True) -> None:
         super().__init__()
+        self.heads = heads
         self.norm = nn.GroupNorm(groups, channels)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj = nn.Conv2d(channels, channels, 1)
-        nn.init.zeros_(self.proj.weight)
-        nn.init.zeros_(self.proj.bias)
+        if zero_init:
+            nn.init.zeros_(self.proj.weight)
+            nn.init.zeros_(self.proj.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, c, h * w).transpose(-1, -2).unbind(1)  # (B, HW, C)
-        out = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]
+        # (B, 3, heads, C/heads, HW) -> q, k, v of shape (B, heads, HW, C/heads)
+        qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w).transpose(-1, -2)
+        q, k, v = qkv.unbind(1)
+        out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, HW, C/heads)
         return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
 
 
@@ -207,11 +251,19 @@ class UNet(nn.Module):
         emb_dim = 4 * ch
         g = config.groups
 
-        def block(c_in: int, c_out: int, level: int) -> _Stage:
-            res = ResBlock(c_in, c_out, emb_dim=emb_dim, dropout=config.dropout, groups=g)
-            return _Stage(res, Attention(c_out, groups=g) if level in config.attention_levels else None)
+        def res_block(c_in: int, c_out: int) -> ResBlock:
+            return ResBlock(c_in, c_out, emb_dim=emb_dim, dropout=config.dropout, groups=g,
+                            dropout_kind=config.dropout_kind, zero_init=config.zero_init)
 
-        self.embed = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        def attention(c: int) -> Attention:
+            return Attention(c, groups=g, heads=config.attention_heads, zero_init=config.zero_init)
+
+        def block(c_in: int, c_out: int, level: int) -> _Stage:
+            attn = attention(c_out) if level in config.attention_levels else None
+            return _Stage(res_block(c_in, c_out), attn)
+
+        activation = nn.GELU() if config.time_activation == "gelu" else nn.SiLU()
+        self.embed = nn.Sequential(nn.Linear(ch, emb_dim), activation, nn.Linear(emb_dim, emb_dim))
         self.conv_in = nn.Conv2d(config.in_channels, ch, 3, padding=1)
 
         # Down path: record the channels of every activation kept for a skip connection.
@@ -228,9 +280,9 @@ class UNet(nn.Module):
                 self.down.append(Downsample(c))
                 skips.append(c)
 
-        self.mid1 = ResBlock(c, c, emb_dim=emb_dim, dropout=config.dropout, groups=g)
-        self.mid_attn = Attention(c, groups=g)
-        self.mid2 = ResBlock(c, c, emb_dim=emb_dim, dropout=config.dropout, groups=g)
+        self.mid1 = res_block(c, c)
+        self.mid_attn = attention(c)
+        self.mid2 = res_block(c, c)
 
         # Up path: num_res_blocks + 1 blocks per level, each consuming one skip.
         self.up = nn.ModuleList()
@@ -245,8 +297,9 @@ class UNet(nn.Module):
 
         self.norm_out = nn.GroupNorm(g, c)
         self.conv_out = nn.Conv2d(c, config.in_channels, 3, padding=1)
-        nn.init.zeros_(self.conv_out.weight)
-        nn.init.zeros_(self.conv_out.bias)
+        if config.zero_init:
+            nn.init.zeros_(self.conv_out.weight)
+            nn.init.zeros_(self.conv_out.bias)
 
     def forward(self, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         emb = self.embed(timestep_embedding(k, self.config.base_channels).to(x.dtype))

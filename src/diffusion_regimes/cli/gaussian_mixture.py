@@ -81,7 +81,7 @@ def _collapse(args: argparse.Namespace) -> None:
     device = resolve_device(args.device)
     seed = derived_seed(args.seed, "gm-collapse", co.n, args.d, co.n_prime)
     start = time.perf_counter()
-    times = collapse_times_grid(t_max=co.t_max, t_min=co.t_min, n_times=co.n_times)
+    times = collapse_times_grid(t_max=co.t_max, t_min=co.t_min, n_times=co.n_times, kind=co.grid)
     res = collapse(n=co.n, d=args.d, times=times, n_prime=co.n_prime, mu_tilde=section.mu_tilde,
                    sigma=section.sigma, level=co.level, max_chunk_bytes=section.max_chunk_bytes,
                    generator=torch.Generator().manual_seed(seed), device=device, progress=True)

@@ -16,7 +16,6 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -126,7 +125,7 @@ def _regimes_clone(args: argparse.Namespace) -> None:
     # everything that determines the chunks names their folder: a changed input starts afresh
     key = {"model": args.model, "n": args.n, "seed": args.seed, "steps": steps, "times": times.tolist(),
            "chunk_pairs": spec.chunk_pairs, "strip_times": spec.strip_times,
-           "max_chunk_bytes": spec.max_chunk_bytes,
+           "max_chunk_bytes": spec.max_chunk_bytes, "check_every": spec.nearest_check_every,
            "files": _file_digest(args.subset, args.classifier, args.checkpoint)}
     chunk_dir = Path(args.chunk_dir) / hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     # the seed is the base seed for every model and n: pair j starts from the same noise in the exact and
@@ -160,13 +159,14 @@ def _regimes_clone(args: argparse.Namespace) -> None:
 
 
 def _regimes_entropy(args: argparse.Namespace) -> None:
-    from diffusion_regimes.entropy import collapse_time, excess_entropy
+    from diffusion_regimes.entropy import collapse_time, entropy_time_grid, excess_entropy
     from diffusion_regimes.regimes import IdealSpec
 
     set_threads(args.threads)
     spec = from_json(IdealSpec, args.spec, where="ideal")
     subset = _subset(args.subset, args.n)
-    times = np.geomspace(spec.entropy_t_min, spec.entropy_t_max, spec.entropy_times)
+    times = entropy_time_grid(spec.entropy_grid, t_min=spec.entropy_t_min, t_max=spec.entropy_t_max,
+                              n_times=spec.entropy_times, step_every=spec.entropy_step_every)
     res = excess_entropy(subset.flat(torch.float64), times=times, n_prime=spec.n_prime,
                          generator=torch.Generator().manual_seed(args.seed),
                          max_chunk_bytes=spec.max_chunk_bytes, progress=True)

@@ -1,6 +1,7 @@
 """From raw images to a :class:`PreparedSubset` (SCIENCE.md section 4).
 
-Two balanced classes, n/2 images each drawn without replacement by a seeded permutation, pixels scaled
+Two balanced classes, n/2 images each drawn without replacement by a seeded permutation (``selection:
+random``) or the first n/2 of each class in file order (``selection: first``, the authors'), pixels scaled
 to [0, 1] and centred per channel (one mean per colour channel over all images and pixels), classes
 interleaved 0, 1, 0, 1, ... so that every even prefix is balanced.
 """
@@ -17,8 +18,13 @@ from diffusion_regimes.data.subset import PreparedSubset
 from diffusion_regimes.errors import ConfigError, DataError
 
 
-def select_positions(count: int, k: int, *, seed: int, label: int) -> np.ndarray:
-    """``k`` distinct positions out of ``count``, fixed by (seed, label); sorted reads are not needed."""
+def select_positions(count: int, k: int, *, seed: int, label: int, selection: str = "random") -> np.ndarray:
+    """``k`` distinct positions ``(k,)`` out of ``count``: fixed by (seed, label) for ``selection =
+    "random"``; the first ``k`` in file order for ``"first"``."""
+    if selection == "first":
+        return np.arange(k)
+    if selection != "random":
+        raise ConfigError(f"datasets.<name>.selection: {selection!r} is not valid; choose random or first")
     rng = np.random.default_rng([seed, label])
     return rng.permutation(count)[:k]
 
@@ -27,6 +33,9 @@ def prepare_subset(spec: DatasetSpec, *, name: str) -> PreparedSubset:
     """Read, select, scale and centre the subset named ``name`` (the config key under ``datasets:``)."""
     if spec.n < 2 or spec.n % 2:
         raise ConfigError(f"datasets.{name}.n: {spec.n} must be a positive even number (two balanced classes)")
+    if spec.format != "imagenet" and (spec.labels is not None or spec.batches is not None):
+        raise ConfigError(f"datasets.{name}: `labels` and `batches` apply to format imagenet only "
+                          f"(this subset has format {spec.format}); remove them")
     source = reader(spec.format)(spec)
     per_class = spec.n // 2
     counts = {c: source.classes[c].count for c in spec.classes}
@@ -38,7 +47,7 @@ def prepare_subset(spec: DatasetSpec, *, name: str) -> PreparedSubset:
         )
     blocks, ids = [], []
     for label, cls in enumerate(spec.classes):
-        pos = select_positions(counts[cls], per_class, seed=spec.seed, label=label)
+        pos = select_positions(counts[cls], per_class, seed=spec.seed, label=label, selection=spec.selection)
         blocks.append(source.classes[cls].read(pos))
         ids.append(source.classes[cls].ids(pos))
     if blocks[0].shape[1:] != blocks[1].shape[1:]:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from diffusion_regimes.data.spec import DatasetSpec
-from diffusion_regimes.errors import DataError
+from diffusion_regimes.errors import ConfigError, DataError
 
 __all__ = ["ClassImages", "Source", "sha256"]
 
@@ -255,6 +255,11 @@ def read_label_map(path: Path) -> dict[str, int]:
     return names
 
 
+def _batch_number(path: Path) -> int:
+    """``train_data_batch_7`` -> 7 (numeric order: batch 10 comes after batch 9)."""
+    return int(re.sub(r"\D", "", path.name) or 0)
+
+
 def read_imagenet(spec: DatasetSpec) -> Source:
     """Downsampled ImageNet (Chrabaszcz et al. 2017): pickled ``train_data_batch_*`` dicts with 'data'
     (N, 3*H*W) uint8 channel-major and 'labels' 1-based."""
@@ -262,13 +267,28 @@ def read_imagenet(spec: DatasetSpec) -> Source:
 
     resolution = spec.resolution or 32
     folder = Path(spec.path or "")
-    files = sorted(folder.glob("train_data_batch_*"), key=lambda p: int(re.sub(r"\D", "", p.name) or 0))
+    files = sorted(folder.glob("train_data_batch_*"), key=_batch_number)
     if not files:
         raise _missing("downsampled ImageNet batches", folder / "train_data_batch_1",
                        origin="download 'Imagenet16_train' / 'Imagenet32_train' (pickle format) from "
                               "https://image-net.org/download-images (downsampled ImageNet) and extract.")
-    valid = read_label_map(Path(spec.label_map)) if spec.label_map else imagenet_names()
-    wanted = _resolve_names(spec.classes, valid, what="ImageNet")
+    if spec.batches is not None:
+        # the authors read train_data_batch_1 ... _9 only (batches: [1, ..., 9] in config/paper.yaml)
+        present = {_batch_number(f): f for f in files}
+        absent = sorted(set(spec.batches) - set(present))
+        if absent:
+            raise _missing(f"downsampled ImageNet batches {absent}", folder / f"train_data_batch_{absent[0]}",
+                           origin=f"found batches {sorted(present)}; list only those in "
+                                  f"`datasets.<name>.batches` or add the missing files.")
+        files = [present[i] for i in sorted(set(spec.batches))]
+    if spec.labels is not None:
+        # select by the pickle's own 1-based labels, whatever a label map says (the names only label them)
+        wanted = list(spec.labels)
+        if wanted[0] == wanted[1] or not all(1 <= w <= 1000 for w in wanted):
+            raise ConfigError(f"datasets.<name>.labels: {wanted} must be two different labels in 1..1000")
+    else:
+        valid = read_label_map(Path(spec.label_map)) if spec.label_map else imagenet_names()
+        wanted = _resolve_names(spec.classes, valid, what="ImageNet")
     kept_images, kept_labels, kept_ids, offset = [], [], [], 0
     for f in files:
         batch = _unpickle(f.read_bytes(), str(f))

@@ -1,0 +1,61 @@
+"""config/paper.yaml schedules the authors' protocol (issue 16): a Snakemake dry run, no data needed."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def commands(tmp_path_factory) -> dict[str, list[dict]]:
+    """The --spec JSON of every scheduled CLI call, by command name (``snakemake -n -p``)."""
+    work = tmp_path_factory.mktemp("paper_dry_run")
+    exe = Path(sys.executable).with_name("snakemake")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "snakemake"]
+    run = subprocess.run(
+        [*cmd, "-s", str(REPO / "Snakefile"), "--directory", str(work), "--configfile",
+         str(REPO / "config" / "paper.yaml"), "--cores", "1", "--dry-run", "--printshellcmds"],
+        cwd=work, capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    found: dict[str, list[dict]] = {}
+    for match in re.finditer(r"-m diffusion_regimes (\S+) --spec '([^']*)'(.*)", run.stdout + run.stderr):
+        name, spec, rest = match.groups()
+        found.setdefault(name, []).append({"spec": json.loads(spec), "args": rest})
+    return found
+
+
+def _by_name(calls: list[dict], flag: str, value: str) -> dict:
+    hits = [c for c in calls if re.search(rf"{flag} {value}(\s|$)", c["args"])]
+    assert len(hits) == 1, (flag, value, [c["args"][:80] for c in calls])
+    return hits[0]
+
+
+def test_paper_dry_run_schedules_the_authors_subsets(commands):
+    prepared = {re.search(r"--name (\S+)", c["args"]).group(1): c["spec"] for c in commands["prepare-subset"]}
+    assert set(prepared) == {"mnist", "cifar10", "imagenet16", "imagenet32", "lsun", "lsun_n200"}
+    assert prepared["mnist"]["classes"] == ["1", "8"] and prepared["mnist"]["n"] == 10000
+    assert all(spec["selection"] == "first" for spec in prepared.values())
+    for name in ("imagenet16", "imagenet32"):
+        assert prepared[name]["labels"] == [7, 367] and prepared[name]["batches"] == list(range(1, 10))
+
+
+def test_paper_dry_run_uses_the_authors_training_and_measurement_values(commands):
+    train = _by_name(commands["train-ddpm"], "--dataset", "lsun_n200")
+    assert train["spec"]["bf16"] is False and train["spec"]["batch_size_by_dataset"]["lsun_n200"] == 64
+    assert re.search(r"--unet-spec '\{\"preset\": \"paper\"\}'", train["args"])
+    classifier = commands["classifier-train"][0]["spec"]
+    assert classifier["pretrained"].endswith("resnet18-f37072fd.pth") and classifier["resize"] == 224
+    assert (classifier["epochs"], classifier["batch_size"], classifier["lr_gamma"]) == (10, 64, 0.1)
+    clone = commands["regimes-clone"][0]["spec"]
+    assert clone["nearest_check_every"] == 50 and clone["n_pairs"] == 4000
+    entropy = commands["regimes-entropy"][0]["spec"]
+    assert (entropy["entropy_grid"], entropy["entropy_step_every"]) == ("ddpm_steps", 50)
+    collapse = commands["gm-collapse"][0]["spec"]["collapse"]
+    grid = (collapse["grid"], collapse["t_max"], collapse["t_min"], collapse["n_times"])
+    assert grid == ("linear", 8.0, 0.552, 20)
