@@ -100,7 +100,7 @@ class CurveFit:
 
 # ------------------------------------------------------------------------------------------ shared
 def _validate(times: np.ndarray, agree: np.ndarray | torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
-    """``times`` (B,) float64 and ``agree`` (B, N) float64 tensor of 0/1, or a DataError saying what is off."""
+    """``times`` (B,) float64 and ``agree`` (B, N) float64 tensor of 0/1, else a DataError saying why."""
     t = np.asarray(times, dtype=np.float64)
     a = torch.as_tensor(agree).to(torch.float64)
     if t.ndim != 1 or a.ndim != 2 or a.shape[0] != t.shape[0]:
