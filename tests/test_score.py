@@ -26,7 +26,7 @@ def _brute_log_density(x, data, t):
 def test_empirical_score_is_gradient_of_log_density(t):
     data, gen = _data()
     x = torch.randn(4, 5, dtype=torch.float64, generator=gen).requires_grad_(True)
-    score = EmpiricalScore(data)
+    score = EmpiricalScore(data, precision="float64")  # the reference: float64 throughout
     logp = score.log_density(x, t)
     # the streamed log-density equals the direct log-sum-exp of the mixture (float64 rounding only)
     torch.testing.assert_close(logp, _brute_log_density(x.detach(), data, t), rtol=1e-12, atol=1e-10)
@@ -37,8 +37,8 @@ def test_empirical_score_is_gradient_of_log_density(t):
 def test_chunking_does_not_change_the_score():
     data, gen = _data(n=23, d=6)
     x = torch.randn(5, 2, 3, dtype=torch.float64, generator=gen)  # image-shaped input, d = 6
-    whole = EmpiricalScore(data)
-    chunked = EmpiricalScore(data, max_chunk_bytes=16 * 5 * 3)  # 3 training rows per chunk
+    whole = EmpiricalScore(data, precision="float64")
+    chunked = EmpiricalScore(data, max_chunk_bytes=16 * 5 * 3, precision="float64")  # 3 rows per chunk
     assert chunked._chunk_rows(5) == 3
     for t in (0.01, 0.5, 3.0):
         out = chunked(x, t)
@@ -55,14 +55,19 @@ def test_float32_input_comes_back_float32_and_t0_is_rejected():
         EmpiricalScore(data)(x, 0.0)
 
 
-def test_single_training_point_backward_dynamics_ends_on_it():
+@pytest.mark.parametrize("precision", ["float64", "mixed"])
+def test_single_training_point_backward_dynamics_ends_on_it(precision):
     """n = 1: the last DDPM step is noiseless and Delta_{t_1} = beta_1, so x(0) = a exactly."""
     a = torch.linspace(-1, 1, 8, dtype=torch.float64).reshape(1, 2, 2, 2)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(16, 2, 2, 2, dtype=torch.float64, generator=gen)
     integ = DDPMAncestral(DDPMSchedule(n_steps=100, beta_start=1e-3, beta_end=0.2))
-    x0 = run_trajectories(x, integrator=integ, score=EmpiricalScore(a.reshape(1, -1)), generator=gen)
-    torch.testing.assert_close(x0, a.expand_as(x0), rtol=0, atol=1e-9)
+    score = EmpiricalScore(a.reshape(1, -1), precision=precision)
+    x0 = run_trajectories(x, integrator=integ, score=score, generator=gen)
+    # float64: rounding only.  mixed: the one weight is exactly 1, so x(0) is the float32 copy of a
+    # (relative error <= u = 2^-24, |a| <= 1) up to float64 rounding
+    atol = 1e-9 if precision == "float64" else 2.0**-24 + 1e-9
+    torch.testing.assert_close(x0, a.expand_as(x0), rtol=0, atol=atol)
 
 
 def test_noise_predictor_adapter_reproduces_gaussian_score():
