@@ -170,8 +170,9 @@ class EmpiricalScore:
         _check_time(t)
         flat = self._flat(x)
         _, run_sum, run_vec = self._stream(flat, t, weighted_mean=True, fast=self.uses_float32(flat, t))
-        posterior_mean = run_vec / run_sum[:, None]  # sum_mu w_mu a_mu
-        score = (math.exp(-t) * posterior_mean - flat) / float(delta_t(t))
+        dt = float(delta_t(t))
+        # F = (e^{-t} m - x) / Delta_t with posterior mean m = run_vec / run_sum, in place on run_vec
+        score = run_vec.mul_((math.exp(-t) / dt / run_sum)[:, None]).sub_(flat, alpha=1.0 / dt)
         return score.to(device=x.device, dtype=x.dtype).reshape(x.shape)
 
     def log_density(self, x: torch.Tensor, t: float) -> torch.Tensor:
