@@ -22,7 +22,8 @@ gives the plain estimator of the definition.
 Cost and precision.  ``|x - b|^2 = |x|^2 + |b|^2 - 2 x.b`` with ``b = a e^{-t}``; the ``|x|^2`` term is the
 same for every mu and leaves the logsumexp.  The cross term ``x.a`` (2 n' n d flops per time) is a matmul
 over chunks of samples (rows) and training points (columns); the logsumexp over columns is streamed
-(running max and rescaled sum), so memory is bounded by ``max_chunk_bytes`` whatever n and n'.  Norms,
+(running max and rescaled sum, :func:`online_softmax.online_softmax`, shared with the exact empirical
+score), so memory is bounded by ``max_chunk_bytes`` whatever n and n'.  Norms,
 the logsumexp's running max and sum, and the mean are float64.  The matmul runs in float32 by default (the
 matmul rate), fused with the column bias (addmm), and the exponentials of a chunk are taken in the matmul
 dtype after subtracting the row max (values in (0, 1], relative error <= u each, summed in float64); the
@@ -52,6 +53,7 @@ import torch
 
 from diffusion_regimes.errors import ConfigError
 from diffusion_regimes.measures import crossing_time
+from diffusion_regimes.online_softmax import online_softmax
 from diffusion_regimes.schedule import DDPMSchedule, delta_t
 
 __all__ = ["NOISE_BLOCK", "CollapseTime", "ExcessEntropy", "collapse_time", "excess_entropy"]
@@ -186,18 +188,7 @@ def excess_entropy(
             x_sq = (x * x).sum(dim=1)  # (r,)
             x_mm = x.to(matmul_dtype)
             # streamed logsumexp over column chunks of -|x - b|^2 / (2 Delta) + |x|^2 / (2 Delta)
-            run_max = torch.full((r1 - r0,), -math.inf, dtype=torch.float64, device=device)
-            run_sum = torch.zeros(r1 - r0, dtype=torch.float64, device=device)
-            for c0 in range(0, n, cols):
-                c1 = min(n, c0 + cols)
-                # one fused pass: arg = x.a_mu e^{-t}/Delta - |b_mu|^2/(2 Delta), shape (r, c)
-                arg = torch.addmm(col_bias_mm[c0:c1], x_mm, a_mm[c0:c1].T, alpha=scale / dlt)
-                chunk_max = arg.amax(dim=1).to(torch.float64)
-                new_max = torch.maximum(run_max, chunk_max)
-                # exponentials in the matmul dtype (each in (0, 1], relative error <= u), summed in float64
-                terms = arg.sub_(new_max.to(matmul_dtype)[:, None]).exp_().sum(dim=1, dtype=torch.float64)
-                run_sum = run_sum * torch.exp(run_max - new_max) + terms
-                run_max = new_max
+            run_max, run_sum, _ = online_softmax(x_mm, a_mm, alpha=scale / dlt, bias=col_bias_mm, cols=cols)
             lse = run_max + torch.log(run_sum) - x_sq / (2.0 * dlt)
             if control_variate:
                 g[r0:r1] = (lse + 0.5 * (noise * noise).sum(dim=1)) / d

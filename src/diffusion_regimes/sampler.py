@@ -11,7 +11,9 @@ Two integrators share the one interface ``step(x, i, score, noise)`` which moves
   ``y(t - eta) = y + eta [y + 2 F(y, t)] + sqrt(2 eta) xi`` (SCIENCE.md section 1);
 * :class:`DDPMAncestral` on the 1000-step DDPM grid,
   ``x(k-1) = x/sqrt(1-b) - b/sqrt((1-b)(1-abar)) eps + sqrt(b) z`` with ``eps = -sqrt(1-abar) F``,
-  and no noise on the last step.
+  and no noise on the last step; or on K of those steps (respaced DDPM, :meth:`DDPMAncestral.respaced`).
+
+:func:`snap_to_grid` maps requested times (e.g. branch times) to the nearest grid index.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Protocol
 
 import torch
 
+from diffusion_regimes.errors import ConfigError
 from diffusion_regimes.schedule import DDPMSchedule, ou_time_grid
 
 
@@ -61,29 +64,127 @@ class EulerMaruyama:
         return x + eta * (x + 2.0 * score(x, t)) + math.sqrt(2.0 * eta) * noise
 
 
+SPACINGS = ("uniform", "quadratic")
+"""Which K of the L DDPM steps a respaced sampler keeps (:meth:`DDPMAncestral.respaced`)."""
+
+
 @dataclass(frozen=True)
 class DDPMAncestral:
-    """Ancestral DDPM sampling; step ``i`` goes from DDPM index ``k = L - i`` to ``k - 1``."""
+    """Ancestral DDPM sampling on the kept DDPM steps ``steps`` (all L steps by default).
+
+    ``steps``: kept DDPM indices ``k_0 > k_1 > ... > k_{K-1} >= 1``, descending (``None``: ``L, ..., 1``,
+    the 1000-step sampler).  Grid index ``i`` stands for DDPM step ``k_i`` (and ``i = K`` for ``k = 0``,
+    the clean data), so ``times[i] = t(k_i)`` and ``n_steps = K``; step ``i`` moves from ``k_i`` to
+    ``k_{i+1}`` (to 0 for the last one) and evaluates the score at ``t(k_i)``, on the DDPM grid.
+
+    Respacing (Nichol & Dhariwal 2021, improved-diffusion ``respace.py``): the kept steps form a DDPM of
+    their own with ``beta'_i = 1 - alpha_bar(k_i) / alpha_bar(k_{i+1})``, so ``alpha_bar`` at every kept
+    step is the original one; the ancestral step uses that beta', with variance ``sigma^2 = beta'_i`` and
+    no noise on the last step.  Where ``k_{i+1} = k_i - 1`` beta' is ``beta_{k_i}`` itself (equal in exact
+    arithmetic; taking the stored value keeps the K = L sampler bit-identical to the unrespaced one).
+    """
 
     schedule: DDPMSchedule = field(default_factory=DDPMSchedule)
+    steps: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        big_l = self.schedule.n_steps
+        if self.steps is not None:
+            kept = tuple(int(k) for k in self.steps)
+            if not kept or any(b >= a for a, b in zip(kept, kept[1:], strict=False)) or not (
+                big_l >= kept[0] and kept[-1] >= 1
+            ):
+                raise ValueError(f"steps must be DDPM indices strictly descending within [1, {big_l}], "
+                                 f"got {self.steps}")
+            object.__setattr__(self, "steps", kept)
+        grid = (self.steps if self.steps is not None else tuple(range(big_l, 0, -1))) + (0,)
+        betas, alpha_bar = self.schedule.betas, self.schedule.alpha_bar
+        step_betas = tuple(
+            float(betas[k]) if k_next == k - 1 else float(1.0 - alpha_bar[k] / alpha_bar[k_next])
+            for k, k_next in zip(grid[:-1], grid[1:], strict=True)
+        )
+        object.__setattr__(self, "_grid", grid)
+        object.__setattr__(self, "_betas", step_betas)
+        object.__setattr__(self, "_times", self.schedule.times[list(grid)])
+
+    @classmethod
+    def respaced(cls, n_steps: int, *, schedule: DDPMSchedule | None = None,
+                 spacing: str = "uniform") -> DDPMAncestral:
+        """The sampler on ``n_steps = K`` of the schedule's L steps, from ``k = L`` down to ``k = 1``.
+
+        ``spacing="uniform"``: evenly spaced k (improved-diffusion's ``space_timesteps(L, [K])``: 0-based
+        indices ``round(j (L-1)/(K-1))``, i.e. ``k = 1 + round(j (L-1)/(K-1))``), the standard.
+        ``spacing="quadratic"``: ``k = 1 + round((L-1) (j/(K-1))^2)`` (the "quad" sequence of DDIM, Song et
+        al. 2021), raised where needed to stay strictly increasing: denser at small k, i.e. at small t
+        where the exact score memorises.  K = L gives every step (the unrespaced sampler).
+        """
+        schedule = schedule or DDPMSchedule()
+        big_l = schedule.n_steps
+        if not 2 <= n_steps <= big_l:
+            raise ConfigError(f"respaced DDPM: n_steps = {n_steps} must lie in [2, {big_l}] (the schedule's "
+                              "steps); use the schedule itself for all of them")
+        if spacing == "uniform":
+            # improved-diffusion's accumulation of a fractional stride, rounded with Python's round
+            stride, position, kept = (big_l - 1) / (n_steps - 1), 0.0, []
+            for _ in range(n_steps):
+                kept.append(1 + round(position))
+                position += stride
+        elif spacing == "quadratic":
+            kept = []
+            for j in range(n_steps):
+                k = 1 + round((big_l - 1) * (j / (n_steps - 1)) ** 2)
+                kept.append(max(k, kept[-1] + 1) if kept else k)
+            if kept[-1] != big_l:
+                raise ValueError(f"quadratic spacing of {n_steps} steps does not end on k = {big_l}: {kept}")
+        else:
+            raise ConfigError(f"respaced DDPM: spacing {spacing!r} is not valid; "
+                              f"choose one of {list(SPACINGS)}")
+        return cls(schedule, steps=tuple(reversed(kept)))
+
+    @property
+    def ddpm_steps(self) -> tuple[int, ...]:
+        """The DDPM index of every grid point, ``(k_0, ..., k_{K-1}, 0)`` (``K + 1`` entries)."""
+        return self._grid
+
+    @property
+    def step_betas(self) -> tuple[float, ...]:
+        """``beta'_i`` of every step ``i = 0..K-1`` (float64 values)."""
+        return self._betas
 
     @property
     def times(self) -> torch.Tensor:  # type: ignore[override]
-        return torch.flip(self.schedule.times, dims=(0,))
+        """``t(k_i)`` for ``i = 0..K``, shape ``(K+1,)``, float64, descending to 0."""
+        return self._times
 
     @property
     def n_steps(self) -> int:
-        return self.schedule.n_steps
+        return len(self._grid) - 1
 
     def step(self, x: torch.Tensor, i: int, score: Score, noise: torch.Tensor) -> torch.Tensor:
-        k = self.schedule.n_steps - i
-        beta = float(self.schedule.betas[k])
+        k = self._grid[i]
+        beta = self._betas[i]
         t = float(self.schedule.times[k])
         # eps = -sqrt(1 - abar) F, so the eps term of the ancestral update becomes + beta/sqrt(1-beta) F.
         x_next = (x + beta * score(x, t)) / math.sqrt(1.0 - beta)
-        if k > 1:
+        if i < len(self._betas) - 1:
             x_next = x_next + math.sqrt(beta) * noise
         return x_next
+
+
+def snap_to_grid(times: Sequence[float] | torch.Tensor, integrator: Integrator) -> list[int]:
+    """Grid index ``i`` of ``integrator.times`` nearest to each requested time (same order, repeats kept).
+
+    For branch times chosen on a t grid: ``integrator.times[i]`` is the time actually used (for a
+    :class:`DDPMAncestral`, ``integrator.ddpm_steps[i]`` the DDPM step).  Times outside
+    ``[0, times[0]]`` are an error rather than silently moved to an end of the grid.
+    """
+    grid = integrator.times.to(torch.float64)
+    wanted = torch.as_tensor(times, dtype=torch.float64).reshape(-1)
+    t_max = float(grid[0])
+    bad = wanted[(wanted < 0) | (wanted > t_max * (1 + 1e-12))]
+    if bad.numel():
+        raise ValueError(f"times {bad.tolist()} lie outside the sampler's grid [0, {t_max:.6g}]")
+    return [int(i) for i in torch.argmin((grid[None, :] - wanted[:, None]).abs(), dim=1)]
 
 
 def reverse_step(

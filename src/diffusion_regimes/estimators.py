@@ -1,0 +1,425 @@
+"""Curve fits of phi(t) and phi_C(t) that use every branch time at once (SCIENCE.md section 5).
+
+The 0.775 crossing of :func:`measures.crossing_time` uses the two branch times around the crossing; the
+fits here use all of them, with a binomial likelihood per branch time:
+
+* :func:`fit_speciation_theory` -- one parameter, the two-cluster Gaussian-mixture phi curve
+  (SCIENCE.md section 3) with sigma = 1 and ``|m|^2 = Lambda_eff - 1``; ``t_S,fit = 1/2 log Lambda_eff``;
+* :func:`fit_speciation_logistic` -- two parameters, ``phi = 1/2 + 1/2 s(-(t - t_mid)/w)``, a shape check;
+* :func:`fit_collapse_logistic` -- two parameters, ``phi_C = s(-(t - t_c)/w)``, t_C where it crosses 1/2.
+
+Intervals come from the pair bootstrap: the N pair columns are resampled jointly across all branch times
+(pair j of every branch time shares a trunk in the shared-trunk sweep, so the rows are correlated through
+the columns), every replicate is refitted, and the percentile interval is reported.  All replicates are
+fitted together: the counts of replicate r are one column of ``agree @ weights.T`` and every likelihood
+evaluation is a matrix product or an elementwise operation over (replicates, branch times).
+
+A fit "fails" when its optimum sits on the edge of the parameter domain or when the fitted time lies
+outside the range of the branch times (the data do not cover it).  A failed point fit gives ``nan``; when
+more than 10 % of the replicates fail the interval ends are ``nan``: never a number the data do not support.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from diffusion_regimes import theory
+from diffusion_regimes.errors import ConfigError, DataError
+from diffusion_regimes.measures import bootstrap_weights
+
+__all__ = [
+    "CurveFit",
+    "fit_collapse_logistic",
+    "fit_speciation_logistic",
+    "fit_speciation_theory",
+    "phi_theory_curve",
+]
+
+# Probabilities are clipped to [_CLIP, 1 - _CLIP] in every likelihood: a branch time where all N pairs
+# agree then costs at most N * 1e-9 in log-likelihood instead of -inf for a curve that is 1 - 1e-12 there.
+_CLIP = 1e-9
+# More failed replicates than this fraction and the interval is not reported (nan ends).
+_MAX_FAILED_FRACTION = 0.10
+
+# Theory family: grid in log Lambda_eff on (0, log 1e6].  The lower end 1e-3 (Lambda_eff = 1.001, a
+# spike 1000 times weaker than the noise, t_S = 5e-4) stands for the open end Lambda_eff -> 1.  600 points
+# (step 0.023 in log Lambda, 0.012 in t_S) bracket the maximum of the log-likelihood, which is unimodal
+# in practice; golden section then locates it to 1e-9 in log Lambda.
+_LOG_LAMBDA_MIN = 1e-3
+_LOG_LAMBDA_MAX = math.log(1e6)
+_N_LAMBDA_GRID = 600
+_GOLDEN_ITERATIONS = 45
+
+# Table of phi(b) (theory.cloning_probability_of_b) on a geometric grid of b, interpolated linearly in
+# log b.  6001 points on [1e-4, 16]: step h = 0.002 in log b, so the interpolation error is
+# <= h^2/8 max|phi''| ~ 1e-6 in phi, below the 1/sqrt(N) ~ 1e-2 statistical error by four orders.  Below
+# b = 1e-4 phi - 1/2 = b^2/8 < 2e-9 (clamped); above b = 16, 1 - phi < 1e-13 is far below the 1e-9
+# clip of the likelihoods, so phi is taken as 1 there.
+_B_MIN = 1e-4
+_B_MAX = 16.0
+_N_B_TABLE = 6001
+_N_B_BLOCKS = 16  # the quadrature grid grows with max b: small b in their own blocks keep it short
+
+# Logistic fits: coarse grid (centres over the branch-time range widened by half a span on each side,
+# widths from span/200 to 2 span, geometric) then Fisher scoring with a step search.  A width below
+# _WIDTH_MIN_FRACTION span means the transition falls between two branch times (the data cannot place it);
+# above _WIDTH_MAX_FRACTION span the curve is flat over the data (no transition seen): both are failures.
+_N_CENTRE_GRID = 41
+_N_WIDTH_GRID = 21
+_WIDTH_MIN_FRACTION = 1e-3
+_WIDTH_MAX_FRACTION = 10.0
+_SCORING_ITERATIONS = 60
+_STEP_SIZES = 0.5 ** np.arange(11)  # 1, 1/2, ..., 1/1024; the best of these (or none) is taken
+_SCORING_TOLERANCE = 1e-7  # scaled-parameter step below which a replicate has converged
+
+
+@dataclass(frozen=True)
+class CurveFit:
+    """One curve fit and its pair-bootstrap percentile interval.
+
+    ``params`` holds the family's parameters (``lambda_eff`` or ``t_mid``/``t_c`` and ``width``), their
+    interval ends (``*_low``, ``*_high``), ``se`` (bootstrap standard deviation of ``time``),
+    ``boot_failed`` (replicates dropped) and ``point_failed`` (1.0 when the fit on the data itself failed).
+    """
+
+    method: str  # "gm_theory" | "logistic"
+    time: float  # the fitted t_S (or t_C)
+    low: float  # interval of `time` (pair-bootstrap percentile)
+    high: float
+    confidence: float
+    params: dict[str, float]
+    log_likelihood: float  # binomial log-likelihood at the optimum (with the log binomial coefficients)
+    n_boot: int  # replicates used (failed fits dropped and counted in params["boot_failed"])
+
+
+# ------------------------------------------------------------------------------------------ shared
+def _validate(times: np.ndarray, agree: np.ndarray | torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
+    """``times`` (B,) float64 and ``agree`` (B, N) float64 tensor of 0/1, else a DataError saying why."""
+    t = np.asarray(times, dtype=np.float64)
+    a = torch.as_tensor(agree).to(torch.float64)
+    if t.ndim != 1 or a.ndim != 2 or a.shape[0] != t.shape[0]:
+        raise DataError(f"curve fit: times must be (B,) and agree (B, N) with the same B; got times "
+                        f"{tuple(t.shape)} and agree {tuple(a.shape)} (one row per branch time)")
+    if t.shape[0] < 2 or a.shape[1] < 1:
+        raise DataError(f"curve fit: need >= 2 branch times and >= 1 pair, got agree {tuple(a.shape)}")
+    if not np.all(np.isfinite(t)):
+        raise DataError("curve fit: branch times must be finite")
+    if not bool(torch.all((a == 0) | (a == 1))):
+        raise DataError("curve fit: agree must hold 0/1 (same class / same nearest training point) per pair")
+    return t, a
+
+
+def _counts(agree: torch.Tensor, *, n_boot: int, generator: torch.Generator) -> np.ndarray:
+    """Agreeing pairs per branch time, ``(B, 1 + n_boot)``: column 0 the data, then the pair bootstrap.
+
+    One weight row per replicate, shared by all branch times (the columns are resampled jointly).
+    """
+    if n_boot < 1:
+        raise ConfigError(f"curve fit: n_boot must be >= 1, got {n_boot}")
+    weights = bootstrap_weights(agree.shape[1], n_boot=n_boot, generator=generator)  # (R, N)
+    boot = agree @ weights.T  # (B, R)
+    return torch.cat([agree.sum(dim=1, keepdim=True), boot], dim=1).numpy()
+
+
+def _log_binomial_coefficients(counts: np.ndarray, n: int) -> np.ndarray:
+    """``sum_b log C(n, k_b)`` per column of ``counts`` (B, R) -> (R,); bootstrap counts are integers."""
+    k = np.rint(counts)
+    return np.sum(math.lgamma(n + 1) - _lgamma(k + 1) - _lgamma(n - k + 1), axis=0)
+
+
+def _lgamma(x: np.ndarray) -> np.ndarray:
+    return torch.lgamma(torch.as_tensor(x, dtype=torch.float64)).numpy()
+
+
+def _log_likelihood_rows(p: np.ndarray, counts: np.ndarray, n: int) -> np.ndarray:
+    """Binomial log-likelihood without coefficients: curves ``p`` (G, B) x counts (B, R) -> (G, R)."""
+    pc = np.clip(p, _CLIP, 1.0 - _CLIP)
+    return np.log(pc) @ counts + np.log1p(-pc) @ (n - counts)
+
+
+def _log_likelihood_paired(p: np.ndarray, counts: np.ndarray, n: int) -> np.ndarray:
+    """Same, one curve per replicate: ``p`` (R, B) with ``counts`` (B, R) -> (R,)."""
+    pc = np.clip(p, _CLIP, 1.0 - _CLIP)
+    return np.sum(counts.T * np.log(pc) + (n - counts.T) * np.log1p(-pc), axis=1)
+
+
+def _percentile_interval(values: np.ndarray, ok: np.ndarray, confidence: float) -> tuple[float, float]:
+    """Percentile interval of ``values[ok]``; nan ends when more than 10 % of the replicates failed."""
+    if ok.mean() < 1.0 - _MAX_FAILED_FRACTION or not ok.any():
+        return float("nan"), float("nan")
+    lo, hi = np.quantile(values[ok], [0.5 * (1.0 - confidence), 0.5 * (1.0 + confidence)])
+    return float(lo), float(hi)
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0.0 < confidence < 1.0:
+        raise ConfigError(f"curve fit: confidence must lie in (0, 1), got {confidence}")
+
+
+# ------------------------------------------------------------------------------- theory family
+@functools.lru_cache(maxsize=1)
+def _phi_table() -> tuple[np.ndarray, np.ndarray]:
+    """``(log b, phi(b))`` on the interpolation grid (computed once per process, ~0.1 s)."""
+    log_b = np.linspace(math.log(_B_MIN), math.log(_B_MAX), _N_B_TABLE)
+    phi = np.concatenate([theory.cloning_probability_of_b(np.exp(block))
+                          for block in np.array_split(log_b, _N_B_BLOCKS)])
+    return log_b, phi
+
+
+def _phi_from_log_lambda(log_lambda: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """phi(t; Lambda_eff) from the table, broadcast over ``log_lambda`` and ``times`` (float64).
+
+    With sigma = 1, Gamma_t = 1 and ``b = 2 |m| e^{-t} = 2 sqrt(Lambda_eff - 1) e^{-t}``.
+    """
+    log_b_table, phi_table = _phi_table()
+    log_b = math.log(2.0) + 0.5 * np.log(np.expm1(log_lambda)) - times
+    phi = np.interp(log_b, log_b_table, phi_table)
+    return np.where(log_b > log_b_table[-1], 1.0, phi)
+
+
+def phi_theory_curve(times: np.ndarray, lambda_eff: float) -> np.ndarray:
+    """The fitted theory curve phi(t; Lambda_eff) at ``times`` (any shape; exact quadrature, float64)."""
+    if not lambda_eff > 1.0:
+        raise ValueError(f"lambda_eff must be > 1 (sigma^2 = 1 plus the spike |m|^2), got {lambda_eff}")
+    return theory.cloning_probability_spike(times, norm_m2=lambda_eff - 1.0, sigma=1.0)
+
+
+def fit_speciation_theory(
+    times: np.ndarray,
+    agree: np.ndarray | torch.Tensor,
+    *,
+    n_boot: int,
+    generator: torch.Generator,
+    confidence: float = 0.95,
+) -> CurveFit:
+    """Maximum-likelihood Lambda_eff of the Gaussian-mixture phi curve over all branch times.
+
+    ``times`` (B,) branch times in any order, ``agree`` (B, N) 0/1 same-class indicator of pair j at branch
+    time b.  The likelihood is binomial per branch time, ``sum_b k_b log phi_b + (N - k_b) log(1 - phi_b)``
+    with ``phi_b = phi(t_b; Lambda_eff)`` (SCIENCE.md section 3 with sigma = 1, ``|m|^2 = Lambda_eff - 1``),
+    maximised over log Lambda_eff in (0, log 1e6] by a grid and golden section.  ``time`` is
+    ``1/2 log Lambda_eff``; the interval is the pair-bootstrap percentile interval.
+    """
+    _check_confidence(confidence)
+    t, a = _validate(times, agree)
+    n = a.shape[1]
+    counts = _counts(a, n_boot=n_boot, generator=generator)  # (B, 1 + R)
+    grid = np.linspace(_LOG_LAMBDA_MIN, _LOG_LAMBDA_MAX, _N_LAMBDA_GRID)
+    ll_grid = _log_likelihood_rows(_phi_from_log_lambda(grid[:, None], t[None, :]), counts, n)  # (G, 1+R)
+    best = np.argmax(ll_grid, axis=0)
+    interior = (best > 0) & (best < grid.size - 1)
+    lo = grid[np.clip(best - 1, 0, grid.size - 1)]
+    hi = grid[np.clip(best + 1, 0, grid.size - 1)]
+    log_lambda = _golden_section(lambda x: _log_likelihood_paired(
+        _phi_from_log_lambda(x[:, None], t[None, :]), counts, n), lo, hi)
+    t_fit = 0.5 * log_lambda
+    ok = interior & (t_fit >= t.min()) & (t_fit <= t.max())
+    ll = _log_likelihood_paired(_phi_from_log_lambda(log_lambda[:1, None], t[None, :]), counts[:, :1], n)
+    ll0 = float(ll[0] + _log_binomial_coefficients(counts[:, :1], n)[0])
+    low, high = _percentile_interval(t_fit[1:], ok[1:], confidence)
+    point_ok = bool(ok[0])
+    time = float(t_fit[0]) if point_ok else float("nan")
+    params = {
+        "lambda_eff": math.exp(2.0 * time) if point_ok else float("nan"),
+        "lambda_eff_low": math.exp(2.0 * low), "lambda_eff_high": math.exp(2.0 * high),
+        "se": _std(t_fit[1:], ok[1:]),
+        "boot_failed": float(np.count_nonzero(~ok[1:])),
+        "point_failed": 0.0 if point_ok else 1.0,
+    }
+    if not point_ok:
+        low = high = float("nan")
+    return CurveFit("gm_theory", time, low, high, confidence, params, ll0, int(np.count_nonzero(ok[1:])))
+
+
+def _golden_section(
+    objective: Callable[[np.ndarray], np.ndarray], lo: np.ndarray, hi: np.ndarray
+) -> np.ndarray:
+    """Maximise ``objective`` (R,) -> (R,) on the brackets [lo, hi] (R,), one replicate per entry."""
+    ratio = 0.5 * (math.sqrt(5.0) - 1.0)
+    a, b = lo.copy(), hi.copy()
+    c = b - ratio * (b - a)
+    d = a + ratio * (b - a)
+    fc, fd = objective(c), objective(d)
+    for _ in range(_GOLDEN_ITERATIONS):
+        left = fc >= fd  # the maximum lies in [a, d]
+        b = np.where(left, d, b)
+        a = np.where(left, a, c)
+        c_new = np.where(left, b - ratio * (b - a), d)
+        d_new = np.where(left, c, a + ratio * (b - a))
+        # one new evaluation per replicate: at the new c (left) or at the new d (right)
+        fp = objective(np.where(left, c_new, d_new))
+        fc, fd = np.where(left, fp, fd), np.where(left, fc, fp)
+        c, d = c_new, d_new
+    return 0.5 * (a + b)
+
+
+def _std(values: np.ndarray, ok: np.ndarray) -> float:
+    return float(np.std(values[ok], ddof=1)) if np.count_nonzero(ok) > 1 else float("nan")
+
+
+# ------------------------------------------------------------------------------- logistic family
+@dataclass(frozen=True)
+class _LogisticSolution:
+    """Per column of the counts (data first, then replicates), all (1 + R,)."""
+
+    centre: np.ndarray  # t where s(eta) = 1/2
+    width: np.ndarray  # w > 0 of s(-(t - centre)/w)
+    log_likelihood: np.ndarray  # without binomial coefficients
+    ok: np.ndarray  # bool: converged, interior width, decreasing
+
+
+def _logistic_curve(eta: np.ndarray, floor: float) -> np.ndarray:
+    """``floor + (1 - floor) s(eta)`` with s the logistic sigmoid (no overflow: tanh form)."""
+    return floor + (1.0 - floor) * 0.5 * (1.0 + np.tanh(0.5 * eta))
+
+
+def _fit_logistic(t: np.ndarray, counts: np.ndarray, n: int, *, floor: float) -> _LogisticSolution:
+    """Binomial ML fit of ``floor + (1 - floor) s(-(t - centre)/w)`` to every column of ``counts`` (B, R).
+
+    Parametrised as ``eta = alpha + beta tau`` with ``tau = (t - mean t)/span`` (so that the 2x2 Fisher
+    matrix is well conditioned), started from the best point of a coarse (centre, width) grid and refined
+    by Fisher scoring with a step search that never lowers the likelihood; vectorised over columns.
+    For ``floor = 0`` this is ordinary logistic regression (concave, so scoring reaches the optimum).
+    """
+    span = float(t.max() - t.min())
+    if not span > 0:
+        raise DataError("curve fit: the branch times must not all be equal")
+    t_mean = float(t.mean())
+    tau = (t - t_mean) / span  # (B,)
+    centres = np.linspace(t.min() - 0.5 * span, t.max() + 0.5 * span, _N_CENTRE_GRID)
+    widths = np.geomspace(span / 200.0, 2.0 * span, _N_WIDTH_GRID)
+    c_grid, w_grid = (g.reshape(-1) for g in np.meshgrid(centres, widths, indexing="ij"))
+    p_grid = _logistic_curve(-(t[None, :] - c_grid[:, None]) / w_grid[:, None], floor)  # (G, B)
+    best = np.argmax(_log_likelihood_rows(p_grid, counts, n), axis=0)  # (R,)
+    alpha = (c_grid[best] - t_mean) / w_grid[best]
+    beta = -span / w_grid[best]
+
+    def log_likelihood(al: np.ndarray, be: np.ndarray) -> np.ndarray:
+        """(..., R) parameters -> (..., R) log-likelihood of the columns."""
+        p = np.clip(_logistic_curve(al[..., None] + be[..., None] * tau, floor), _CLIP, 1.0 - _CLIP)
+        return np.sum(counts.T * np.log(p) + (n - counts.T) * np.log1p(-p), axis=-1)
+
+    current = log_likelihood(alpha, beta)
+    done = np.zeros(alpha.shape, dtype=bool)
+    for _ in range(_SCORING_ITERATIONS):
+        eta = alpha[:, None] + beta[:, None] * tau  # (R, B)
+        s = 0.5 * (1.0 + np.tanh(0.5 * eta))
+        p = floor + (1.0 - floor) * s
+        # d log L / d eta_b = (k_b - n p_b) dp/deta / (p (1 - p)) and dp/deta / (p (1 - p)) = s / p,
+        # written without dividing by (1 - s), which underflows where the curve saturates at 1
+        ratio = np.divide(s, p, out=np.ones_like(s), where=p > 0)
+        score = (counts.T - n * p) * ratio
+        info = n * (1.0 - floor) * s * (1.0 - s) * ratio
+        g0, g1 = score.sum(axis=1), (score * tau).sum(axis=1)
+        i00, i01, i11 = info.sum(axis=1), (info * tau).sum(axis=1), (info * tau**2).sum(axis=1)
+        det = i00 * i11 - i01**2
+        safe = det > 1e-12 * np.maximum(i00 * i11, 1e-300)
+        d_alpha = np.where(safe, (i11 * g0 - i01 * g1) / np.where(safe, det, 1.0), 0.0)
+        d_beta = np.where(safe, (i00 * g1 - i01 * g0) / np.where(safe, det, 1.0), 0.0)
+        trial = log_likelihood(alpha[None] + _STEP_SIZES[:, None] * d_alpha[None],
+                               beta[None] + _STEP_SIZES[:, None] * d_beta[None])  # (S, R)
+        pick = np.argmax(trial, axis=0)
+        improves = trial[pick, np.arange(pick.size)] > current
+        step = np.where(improves & ~done, _STEP_SIZES[pick], 0.0)
+        alpha = alpha + step * d_alpha
+        beta = beta + step * d_beta
+        current = np.where(step > 0, trial[pick, np.arange(pick.size)], current)
+        size = np.hypot(d_alpha, d_beta)
+        # converged: the full scoring step is negligible, or no step along it raises the likelihood
+        done |= (size < _SCORING_TOLERANCE * (1.0 + np.hypot(alpha, beta))) | ~improves
+        if done.all():
+            break
+    with np.errstate(divide="ignore", invalid="ignore"):
+        width = -span / beta
+        centre = t_mean - span * alpha / beta
+    ok = done & np.isfinite(centre) & (beta < 0)
+    ok &= (width >= _WIDTH_MIN_FRACTION * span) & (width <= _WIDTH_MAX_FRACTION * span)
+    return _LogisticSolution(centre, width, current, ok)
+
+
+def _logistic_result(
+    t: np.ndarray,
+    a: torch.Tensor,
+    *,
+    floor: float,
+    level: float,
+    centre_name: str,
+    n_boot: int,
+    generator: torch.Generator,
+    confidence: float,
+) -> CurveFit:
+    """Fit, bootstrap and assemble a :class:`CurveFit` of a logistic family (see the public functions)."""
+    _check_confidence(confidence)
+    if not floor < level < 1.0:
+        raise ConfigError(f"curve fit: level must lie in ({floor}, 1) for this curve, got {level}")
+    n = a.shape[1]
+    counts = _counts(a, n_boot=n_boot, generator=generator)
+    sol = _fit_logistic(t, counts, n, floor=floor)
+    # the level is reached where s(eta) = (level - floor)/(1 - floor), i.e. eta = its logit
+    q = (level - floor) / (1.0 - floor)
+    with np.errstate(invalid="ignore"):
+        t_level = sol.centre - sol.width * math.log(q / (1.0 - q))
+    ok = sol.ok & (t_level >= t.min()) & (t_level <= t.max())
+    low, high = _percentile_interval(t_level[1:], ok[1:], confidence)
+    c_low, c_high = _percentile_interval(sol.centre[1:], ok[1:], confidence)
+    w_low, w_high = _percentile_interval(sol.width[1:], ok[1:], confidence)
+    point_ok = bool(ok[0])
+    nan = float("nan")
+    params = {
+        centre_name: float(sol.centre[0]) if point_ok else nan,
+        f"{centre_name}_low": c_low, f"{centre_name}_high": c_high,
+        "width": float(sol.width[0]) if point_ok else nan, "width_low": w_low, "width_high": w_high,
+        "se": _std(t_level[1:], ok[1:]),
+        "boot_failed": float(np.count_nonzero(~ok[1:])),
+        "point_failed": 0.0 if point_ok else 1.0,
+    }
+    if not point_ok:
+        low = high = nan
+    ll0 = float(sol.log_likelihood[0] + _log_binomial_coefficients(counts[:, :1], n)[0])
+    return CurveFit("logistic", float(t_level[0]) if point_ok else nan, low, high, confidence, params, ll0,
+                    int(np.count_nonzero(ok[1:])))
+
+
+def fit_speciation_logistic(
+    times: np.ndarray,
+    agree: np.ndarray | torch.Tensor,
+    *,
+    n_boot: int,
+    generator: torch.Generator,
+    confidence: float = 0.95,
+    level: float = 0.775,
+) -> CurveFit:
+    """Two-parameter shape check of phi(t): ``phi = 1/2 + 1/2 s(-(t - t_mid)/w)``, w > 0, binomial ML.
+
+    ``times`` (B,), ``agree`` (B, N) as in :func:`fit_speciation_theory`; ``time`` is where the fitted
+    curve equals ``level`` (``t_mid - w logit(2 level - 1)``), with its pair-bootstrap percentile interval.
+    """
+    t, a = _validate(times, agree)
+    return _logistic_result(t, a, floor=0.5, level=level, centre_name="t_mid", n_boot=n_boot,
+                            generator=generator, confidence=confidence)
+
+
+def fit_collapse_logistic(
+    times: np.ndarray,
+    agree: np.ndarray | torch.Tensor,
+    *,
+    n_boot: int,
+    generator: torch.Generator,
+    confidence: float = 0.95,
+    level: float = 0.5,
+) -> CurveFit:
+    """Monotone fit of phi_C(t) from 1 to 0: ``phi_C = s(-(t - t_c)/w)``, w > 0, binomial ML.
+
+    ``agree`` (B, N) is 1 where the two clones of pair j branched at ``times[b]`` end nearest to the same
+    training point (SCIENCE.md section 5).  ``time`` is where the fitted curve equals ``level`` (t_c for
+    the default 1/2), with its pair-bootstrap percentile interval.
+    """
+    t, a = _validate(times, agree)
+    return _logistic_result(t, a, floor=0.0, level=level, centre_name="t_c", n_boot=n_boot,
+                            generator=generator, confidence=confidence)
