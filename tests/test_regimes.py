@@ -69,14 +69,16 @@ def test_sweep_resumes_from_completed_chunks_with_the_same_result(tmp_path):
         np.testing.assert_array_equal(other.phi, whole.phi)
         np.testing.assert_array_equal(other.t_collapse, whole.t_collapse)
         assert torch.equal(other.samples, whole.samples)
-        assert other.summary()["t_s_fit"] == whole.summary()["t_s_fit"]
+        # every estimate equal (nan where the toy's curve gives no fit); only the wall time differs
+        np.testing.assert_equal({k: v for k, v in other.summary().items() if k != "seconds"},
+                                {k: v for k, v in whole.summary().items() if k != "seconds"})
 
 
 def test_branch_time_grid_is_dense_around_both_crossings():
     spec = IdealSpec()
     times = spec.branch_times(t_speciation=1.0, t_collapse=0.5, schedule=DDPMSchedule())
     assert times.size == 18 and times[0] == pytest.approx(0.05) and times[-1] == pytest.approx(2.5)
-    assert np.sum(np.abs(times - 1.0) <= 0.3) >= 4 + 2 and np.sum(np.abs(times - 0.5) <= 0.151) >= 4
+    assert np.sum(np.abs(times - 1.0) <= 0.301) >= 4 + 2 and np.sum(np.abs(times - 0.5) <= 0.151) >= 4
     steps = IdealSpec(branch_grid="steps", branch_every=250, branch_max_step=1000)
     assert steps.branch_times(t_speciation=1.0, t_collapse=0.5, schedule=DDPMSchedule()).size == 4
     with pytest.raises(ConfigError, match="branch_grid"):

@@ -423,3 +423,13 @@ def fit_collapse_logistic(
     t, a = _validate(times, agree)
     return _logistic_result(t, a, floor=0.0, level=level, centre_name="t_c", n_boot=n_boot,
                             generator=generator, confidence=confidence)
+
+
+def logistic_curve(times: np.ndarray, *, centre: float, width: float, floor: float = 0.0) -> np.ndarray:
+    """A fitted logistic family at ``times``: ``floor + (1 - floor) s(-(t - centre)/width)``.
+
+    ``floor = 0`` is the phi_C family of :func:`fit_collapse_logistic` (``centre = t_c``), ``floor = 1/2``
+    the phi family of :func:`fit_speciation_logistic` (``centre = t_mid``); nan parameters give nan.
+    """
+    eta = -(np.asarray(times, dtype=np.float64) - centre) / width
+    return floor + (1.0 - floor) * 0.5 * (1.0 + np.tanh(0.5 * eta))

@@ -55,7 +55,14 @@ from diffusion_regimes.measures import (
     memorisation,
     nearest_index,
 )
-from diffusion_regimes.sampler import DDPMAncestral, Score, StepRecorder, clone_sweep, restart_evaluations
+from diffusion_regimes.sampler import (
+    DDPMAncestral,
+    Score,
+    StepRecorder,
+    clone_sweep,
+    restart_evaluations,
+    snap_to_grid,
+)
 from diffusion_regimes.schedule import DDPMSchedule
 from diffusion_regimes.seeds import derived_seed
 
@@ -193,7 +200,7 @@ class IdealSpec:
 
 def sweep_integrator(*, steps: int, schedule: DDPMSchedule) -> DDPMAncestral:
     """The ancestral DDPM sampler on ``steps`` of the schedule's steps (respaced when fewer)."""
-    return DDPMAncestral.respaced(schedule, steps)
+    return DDPMAncestral.respaced(steps, schedule=schedule)
 
 
 def branch_indices(times: np.ndarray, integrator: DDPMAncestral) -> np.ndarray:
@@ -203,10 +210,9 @@ def branch_indices(times: np.ndarray, integrator: DDPMAncestral) -> np.ndarray:
     branched at index ``i`` runs ``n_steps - i`` independent steps.  Times that snap to t = 0 (no
     independent step left) are dropped.
     """
-    grid = integrator.times.numpy()
-    idx = np.abs(grid[None, :] - np.asarray(times, dtype=np.float64)[:, None]).argmin(axis=1)
-    idx = np.unique(idx[idx < integrator.n_steps])
-    return idx[np.argsort(grid[idx])]
+    idx = np.unique(np.asarray(snap_to_grid(times, integrator), dtype=np.int64))
+    idx = idx[idx < integrator.n_steps]
+    return idx[np.argsort(integrator.times.numpy()[idx])]
 
 
 @dataclass(frozen=True)
@@ -253,10 +259,11 @@ class CloningResult:
                 "t": self.branch_times,
                 "phi": self.phi,
                 "phi_se": self.phi_se,
-                "phi_fit": phi_theory_curve(self.branch_times, fit.params.get("lambda_eff", math.nan)),
+                "phi_fit": phi_theory_curve(self.branch_times, fit.params["lambda_eff"])
+                if fit.params.get("lambda_eff", math.nan) > 1.0 else math.nan,
                 "phi_c": self.phi_c,
                 "phi_c_se": self.phi_c_se,
-                "phi_c_fit": logistic_curve(self.branch_times, t_mid=col.params.get("t_mid", math.nan),
+                "phi_c_fit": logistic_curve(self.branch_times, centre=col.params.get("t_c", math.nan),
                                             width=col.params.get("width", math.nan)),
                 "pairs": self.n_pairs,
             }
@@ -307,7 +314,6 @@ def _clone_chunk(
     shape: tuple[int, ...],
     labeller: Labeller,
     integrator: DDPMAncestral,
-    schedule: DDPMSchedule,
     indices: np.ndarray,
     n_pairs: int,
     generator: torch.Generator,
@@ -351,7 +357,7 @@ def _clone_chunk(
         memo, neighbours = memorisation(sweep.trunk, data, max_chunk_bytes=max_chunk_bytes)
     else:
         memo, neighbours = torch.zeros(n, dtype=torch.float64), torch.zeros((n, 2), dtype=torch.long)
-    step_k = _steps_k(integrator, schedule)
+    step_k = integrator.ddpm_steps
     return {
         "same_class": same_class.to(torch.uint8),
         "same_point": same_point.to(torch.uint8),
@@ -364,11 +370,6 @@ def _clone_chunk(
         "score_evaluations": int(sweep.score_evaluations),
         "strip": [(int(step_k[i]), t, rows) for i, (t, rows) in sorted(strip_rec.records.items())],
     }
-
-
-def _steps_k(integrator: DDPMAncestral, schedule: DDPMSchedule) -> np.ndarray:
-    """DDPM step ``k`` of every grid point of ``integrator`` (``(K+1,)``, descending to 0)."""
-    return np.array([schedule.step_of_time(float(t)) for t in integrator.times])
 
 
 def cloning_experiment(
@@ -416,18 +417,18 @@ def cloning_experiment(
             continue
         gen = torch.Generator().manual_seed(derived_seed(seed, "clone-chunk", c))
         chunk = _clone_chunk(score=score, data=data, shape=shape, labeller=labeller, integrator=integrator,
-                             schedule=schedule, indices=indices, n_pairs=size, generator=gen,
+                             indices=indices, n_pairs=size, generator=gen,
                              max_chunk_bytes=spec.max_chunk_bytes, strip_times=spec.strip_times,
                              check_every=spec.nearest_check_every, progress=progress)
         if path is not None:
             save_torch(chunk, path)
         chunks.append(chunk)
-    return _summarise(chunks, integrator=integrator, schedule=schedule, indices=indices, spec=spec, seed=seed,
+    return _summarise(chunks, integrator=integrator, indices=indices, spec=spec, seed=seed,
                       seconds=time.perf_counter() - start)
 
 
-def _summarise(chunks: Sequence[dict], *, integrator: DDPMAncestral, schedule: DDPMSchedule,
-               indices: np.ndarray, spec: IdealSpec, seed: int, seconds: float) -> CloningResult:
+def _summarise(chunks: Sequence[dict], *, integrator: DDPMAncestral, indices: np.ndarray, spec: IdealSpec,
+               seed: int, seconds: float) -> CloningResult:
     """Estimates from the raw per-pair measurements of every chunk (pairs concatenated in chunk order)."""
     def cat(key: str, dim: int = 0) -> torch.Tensor:
         return torch.cat([c[key] for c in chunks], dim=dim)
@@ -436,7 +437,7 @@ def _summarise(chunks: Sequence[dict], *, integrator: DDPMAncestral, schedule: D
     same_point = cat("same_point", 1).to(torch.float64)
     t_hat = cat("t_collapse").to(torch.float64)
     times_b = integrator.times.numpy()[indices]
-    steps_k = _steps_k(integrator, schedule)[indices]
+    steps_k = np.asarray(integrator.ddpm_steps)[indices]
     n = int(same_class.shape[1])
 
     # one bootstrap stream per estimate, so adding an estimate changes no other
