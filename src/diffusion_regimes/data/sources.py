@@ -450,7 +450,7 @@ def _within(path: Path, root: Path) -> Path | None:
     except (OSError, RuntimeError):  # dangling, or a loop (RuntimeError before Python 3.13)
         return None
     if not real.is_relative_to(root):
-        raise DataError(f"{path}: a symbolic link to {real}, outside the dataset folder {root}; refused. "
+        raise DataError(f"{path}: resolves to {real}, outside the dataset folder {root}; refused. "
                         f"Copy the file into the folder, or set `datasets.<name>.path` to a folder holding "
                         f"both")
     return real
