@@ -463,50 +463,76 @@ def test_symlink_loops_and_dangling_links_are_skipped(tmp_path):
 
 
 # ---------------------------------------------------------------- the rule survives future changes
-def _unsafe_loads(source: str, *, module: str) -> list[str]:
-    """Calls in ``source`` that can run code from a data file: pickle.load(s) / pickle.Unpickler outside
-    the restricted unpickler's module, ``from pickle import load(s)``, np.load(allow_pickle=True), and
-    torch.load without ``weights_only=True``."""
-    found = []
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.ImportFrom) and node.module in {"pickle", "_pickle", "cPickle", "dill"}:
-            found += [f"{module}:{node.lineno}: from {node.module} import {a.name}" for a in node.names
-                      if a.name in {"load", "loads", "Unpickler"}]
-        if not isinstance(node, ast.Call | ast.ClassDef):
+# Callables that unpickle (or unmarshal) what they read; each is allowed only in the form listed below.
+_UNPICKLERS = {"pickle.load", "pickle.loads", "pickle.Unpickler", "_pickle.load", "_pickle.loads",
+               "_pickle.Unpickler", "dill.load", "dill.loads", "joblib.load", "pandas.read_pickle",
+               "marshal.load", "marshal.loads", "shelve.open", "torch.load", "numpy.load"}
+
+
+def _canonical(node: ast.expr, aliases: dict[str, str]) -> str:
+    """``pk.loads`` -> ``pickle.loads`` after ``import pickle as pk``; ``load`` -> ``torch.load`` after
+    ``from torch import load``."""
+    head, _, rest = ast.unparse(node).partition(".")
+    head = aliases.get(head, head)
+    return f"{head}.{rest}" if rest else head
+
+
+def _load_calls(source: str, *, module: str) -> list[tuple[str, str | None]]:
+    """Every use of an unpickling callable in ``source``: (``module:line: name``, why it is unsafe or
+    None).  Safe: ``torch.load(..., weights_only=True)``, ``numpy.load`` without ``allow_pickle``, and
+    subclassing ``pickle.Unpickler`` in the restricted unpickler's own module."""
+    tree = ast.parse(source)
+    aliases: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            aliases.update({a.asname or a.name: a.name for a in node.names})
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            aliases.update({a.asname or a.name: f"{node.module}.{a.name}" for a in node.names})
+    uses = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            for base in node.bases:
+                name = _canonical(base, aliases)
+                if name in _UNPICKLERS:
+                    why = None if module == "data/safe_pickle.py" else "subclass outside data/safe_pickle.py"
+                    uses.append((f"{module}:{node.lineno}: class {node.name}({name})", why))
+        if not isinstance(node, ast.Call):
             continue
-        callees = [node.func] if isinstance(node, ast.Call) else node.bases
-        for callee in callees:
-            name = ast.unparse(callee)
-            if name in {"pickle.load", "pickle.loads", "dill.load", "dill.loads", "joblib.load",
-                        "pd.read_pickle", "pandas.read_pickle"}:
-                found.append(f"{module}:{node.lineno}: {name}")
-            elif name == "pickle.Unpickler" and module != "data/safe_pickle.py":
-                found.append(f"{module}:{node.lineno}: {name}")
-            elif isinstance(node, ast.Call) and name == "torch.load":
-                weights_only = [k.value for k in node.keywords if k.arg == "weights_only"]
-                if not (weights_only and isinstance(weights_only[0], ast.Constant)
-                        and weights_only[0].value is True):
-                    found.append(f"{module}:{node.lineno}: torch.load without weights_only=True")
-            elif isinstance(node, ast.Call) and name in {"np.load", "numpy.load"}:
-                if any(k.arg == "allow_pickle" and not (isinstance(k.value, ast.Constant)
-                                                        and k.value.value is False) for k in node.keywords):
-                    found.append(f"{module}:{node.lineno}: {name} with allow_pickle")
-    return found
+        name = _canonical(node.func, aliases)
+        if name not in _UNPICKLERS:
+            continue
+        keywords = {k.arg: k.value for k in node.keywords}
+        why: str | None = "unrestricted unpickling"
+        if name == "torch.load":
+            flag = keywords.get("weights_only")
+            why = None if isinstance(flag, ast.Constant) and flag.value is True else "no weights_only=True"
+        elif name == "numpy.load":
+            flag = keywords.get("allow_pickle")
+            why = None if flag is None or (isinstance(flag, ast.Constant) and flag.value is False) \
+                else "allow_pickle"
+        uses.append((f"{module}:{node.lineno}: {name}", why))
+    return uses
 
 
 def test_the_unsafe_load_check_catches_each_form():
-    bad = ("import pickle, torch, numpy as np\nfrom pickle import loads\npickle.load(f)\npickle.loads(b)\n"
-           "torch.load(p)\ntorch.load(p, weights_only=False)\ntorch.load(p, weights_only=flag)\n"
-           "np.load(p, allow_pickle=True)\nclass U(pickle.Unpickler): pass\n")
-    assert len(_unsafe_loads(bad, module="x.py")) == 8
-    good = "import torch\ntorch.load(p, map_location='cpu', weights_only=True)\nnp.load(p)\n"
-    assert _unsafe_loads(good, module="x.py") == []
+    bad = ("import pickle, torch, numpy as np\nimport pickle as pk\nfrom pickle import loads\n"
+           "from torch import load as tl\npickle.load(f)\npk.loads(b)\nloads(b)\ntorch.load(p)\n"
+           "tl(p)\ntorch.load(p, weights_only=False)\ntorch.load(p, weights_only=flag)\n"
+           "np.load(p, allow_pickle=True)\nclass U(pickle.Unpickler): pass\npk.Unpickler(f).load()\n")
+    unsafe = [use for use, why in _load_calls(bad, module="x.py") if why]
+    assert len(unsafe) == 10, unsafe
+    good = ("import torch\nimport numpy\nfrom torch import load\n"
+            "torch.load(p, map_location='cpu', weights_only=True)\nload(p, weights_only=True)\n"
+            "numpy.load(p)\nnumpy.load(p, allow_pickle=False)\n")
+    uses = _load_calls(good, module="x.py")
+    assert len(uses) == 4 and all(why is None for _, why in uses)
 
 
 def test_no_module_of_the_package_unpickles_unrestricted():
     files = sorted(PACKAGE.rglob("*.py"))
     assert len(files) > 20 and PACKAGE / "data" / "safe_pickle.py" in files
-    found = [hit for f in files for hit in _unsafe_loads(f.read_text(), module=str(f.relative_to(PACKAGE)))]
-    assert found == []
-    loads = sum(f.read_text().count("torch.load(") for f in files)
-    assert loads >= 5  # the check above did look at the package's torch.load calls
+    uses = [use for f in files for use in _load_calls(f.read_text(), module=str(f.relative_to(PACKAGE)))]
+    assert [f"{use} ({why})" for use, why in uses if why] == []
+    # The walk did see the package's loads: its torch.load calls and the restricted unpickler.
+    assert sum("torch.load" in use for use, _ in uses) >= 5
+    assert any(use.startswith("data/safe_pickle.py") for use, _ in uses)
