@@ -127,9 +127,10 @@ def load_batch(blob: bytes, *, where: str) -> dict[str, Any]:
         obj = _BatchUnpickler(io.BytesIO(blob), limit=len(blob)).load()
     except _Refused as exc:
         raise DataError(
-            f"{where}: refused to unpickle global {exc} -- a dataset batch needs only "
-            f"{', '.join(ALLOWED_GLOBALS)}. The file is not a genuine batch (it may try to run code); "
-            f"delete it and get the dataset again from its official source"
+            f"{where}: refused to unpickle global {exc} -- a dataset batch needs only NumPy's array "
+            f"reconstruction (see ALLOWED_GLOBALS in diffusion_regimes.data.safe_pickle). The file is not a "
+            f"genuine batch (it may try to run code); delete it and get the dataset again from its "
+            f"official source"
         ) from None
     except Exception as exc:  # noqa: BLE001 - any other unpickling failure means a corrupt or crafted batch
         raise DataError(f"{where}: cannot unpickle ({exc}); the file is corrupt, truncated or not a "

@@ -180,10 +180,13 @@ def read_idx(path: Path) -> np.ndarray:
             data = fh.read(expected + 1)
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: cannot read ({exc}); the file is corrupt or truncated") from exc
-    if len(data) != expected:
-        more = "more than " if len(data) > expected else ""
-        raise DataError(f"{path}: truncated or corrupt IDX file ({more}{len(data)} bytes of data, "
-                        f"header says {expected})")
+    if len(data) > expected:
+        raise DataError(f"{path}: corrupt IDX file (more data than the {expected} bytes its header "
+                        f"announces; a wrong file or a decompression bomb); refused after reading "
+                        f"{expected + 1} bytes")
+    if len(data) < expected:
+        raise DataError(f"{path}: truncated or corrupt IDX file ({len(data)} bytes of data, header says "
+                        f"{expected})")
     return np.frombuffer(data, dtype=np.uint8).reshape(dims)
 
 
@@ -451,8 +454,8 @@ def _within(path: Path, root: Path) -> Path | None:
         return None
     if not real.is_relative_to(root):
         raise DataError(f"{path}: resolves to {real}, outside the dataset folder {root}; refused. "
-                        f"Copy the file into the folder, or set `datasets.<name>.path` to a folder holding "
-                        f"both")
+                        f"Copy the data into the dataset folder, or set `datasets.<name>.path` to a folder "
+                        f"holding both")
     return real
 
 
