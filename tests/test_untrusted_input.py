@@ -196,6 +196,21 @@ def test_malicious_pickle_is_refused_and_runs_nothing(tmp_path, layout, gadget):
     assert not marker.exists()
 
 
+def test_prepare_subset_cli_fails_on_a_malicious_batch(tmp_path):
+    """The reported case: a CIFAR-10 batch carrying os.system made `prepare-subset` run it and succeed."""
+    marker = tmp_path / "pwned"
+    evil = _batch(np.random.default_rng(8), 4, row=3072)
+    evil["extra"] = _gadgets(marker)["posix.system"]
+    blob = pickle.dumps(evil, protocol=2, fix_imports=False)
+    path = _tar(tmp_path / "c.tar.gz", [(f"cifar-10-batches-py/data_batch_{i}", blob) for i in range(1, 6)])
+    out = tmp_path / "results" / "subset.pt"
+    spec = f'{{"format": "cifar10", "path": "{path}", "classes": ["cat", "dog"], "n": 2}}'
+    run = subprocess.run([sys.executable, "-m", "diffusion_regimes", "prepare-subset", "--name", "cifar10",
+                          "--output", str(out), "--spec", spec], capture_output=True, text=True)
+    assert run.returncode == 2 and "refused to unpickle global posix.system" in run.stderr
+    assert not marker.exists() and not out.exists() and not out.with_suffix(".json").exists()
+
+
 def test_the_gadget_would_have_run(tmp_path):
     """Control for the test above: plain pickle.loads does create the marker (in a child process)."""
     marker = tmp_path / "pwned"
