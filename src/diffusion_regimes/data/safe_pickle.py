@@ -18,7 +18,7 @@ import io
 import pickle
 import pickletools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy._core import multiarray as _multiarray
@@ -50,7 +50,7 @@ def _reconstruct_bounded(limit: int) -> Callable[..., np.ndarray]:
         if nbytes > limit:
             raise pickle.UnpicklingError(f"an array of shape {dims} ({nbytes} bytes) is larger than the "
                                          f"{limit}-byte file")
-        return _multiarray._reconstruct(subtype, shape, typecode)
+        return cast(np.ndarray, _multiarray._reconstruct(subtype, shape, typecode))
 
     return reconstruct
 
@@ -71,8 +71,8 @@ def _allowed(limit: int) -> dict[tuple[str, str], Any]:
         ("numpy.core.multiarray", "_reconstruct"): reconstruct,
         ("numpy._core.multiarray", "_reconstruct"): reconstruct,
         # Protocol 5 (Python 3.14's default): _frombuffer views the bytes the pickle holds, so it is bounded.
-        ("numpy.core.numeric", "_frombuffer"): _numeric._frombuffer,
-        ("numpy._core.numeric", "_frombuffer"): _numeric._frombuffer,
+        ("numpy.core.numeric", "_frombuffer"): _numeric._frombuffer,  # type: ignore[attr-defined]
+        ("numpy._core.numeric", "_frombuffer"): _numeric._frombuffer,  # type: ignore[attr-defined]
         # NumPy scalars (e.g. labels kept as np.int64 in a list); built from the bytes the pickle holds.
         ("numpy.core.multiarray", "scalar"): _multiarray.scalar,
         ("numpy._core.multiarray", "scalar"): _multiarray.scalar,
@@ -112,7 +112,7 @@ def _check_opcodes(blob: bytes) -> None:
     with index 2**26 costs 1 GB, 2**31 costs 32 GB).
     """
     for count, (op, arg, pos) in enumerate(pickletools.genops(blob)):
-        if op.name in _MEMO_PUT and int(arg) > count:
+        if op.name in _MEMO_PUT and isinstance(arg, int) and arg > count:
             raise pickle.UnpicklingError(f"memo index {arg} at byte {pos} after only {count} opcodes")
 
 
