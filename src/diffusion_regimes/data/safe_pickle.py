@@ -28,7 +28,7 @@ from diffusion_regimes.errors import DataError
 
 __all__ = ["ALLOWED_GLOBALS", "load_batch"]
 
-# Memo opcodes and the form of their argument: an index into the unpickler's memo table.
+# Opcodes that store into the memo at an index given in the pickle (MEMOIZE, protocol 4+, takes the next).
 _MEMO_PUT = {"PUT", "BINPUT", "LONG_BINPUT"}
 _LATIN1_NAMES = {"latin1", "latin_1", "iso8859_1", "iso_8859_1", "l1"}
 
