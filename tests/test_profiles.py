@@ -173,3 +173,70 @@ def test_no_rule_names_a_site_resource(rules):
     pattern = re.compile(r"slurm|--partition|sbatch")
     mentions = [str(p.relative_to(REPO)) for p in sources if pattern.search(p.read_text())]
     assert not mentions, f"SLURM specifics in workflow files: {mentions}"
+
+
+# --- resources from config (issue 11) -----------------------------------------------------------------
+
+
+def _parsed_rules(configfiles: list[Path], workdir: Path) -> list:
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings, StorageSettings
+
+    with SnakemakeApi(OutputSettings()) as api:
+        workflow = api.workflow(
+            snakefile=REPO / "Snakefile", workdir=workdir,
+            config_settings=ConfigSettings(configfiles=configfiles),
+            resource_settings=ResourceSettings(), storage_settings=StorageSettings(),
+        )
+        return [r for r in workflow._workflow.rules if r.name != "all"]
+
+
+def _value(resource):
+    return getattr(resource, "value", resource)
+
+
+@pytest.fixture(scope="module")
+def paper_rules(tmp_path_factory) -> list:
+    return _parsed_rules([REPO / "config" / "paper.yaml"], tmp_path_factory.mktemp("paper"))
+
+
+def test_every_rule_reads_its_resources_from_config(paper_rules):
+    # config/paper.yaml names every rule with values no hard-coded default has; each parsed rule must
+    # carry exactly those, so a rule that ignores `resources:` is caught.
+    sized = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())["resources"]
+    assert {r.name for r in paper_rules} == set(sized), "config/paper.yaml must size every rule"
+    for rule in paper_rules:
+        want = sized[rule.name]
+        got = {"threads": _value(rule.resources["_cores"]), "mem_mb": _value(rule.resources["mem_mb"]),
+               "runtime": _value(rule.resources["runtime"])}
+        if "gpu" in rule.resources:
+            got["gpu"] = _value(rule.resources["gpu"])
+        assert got == {k: want[k] for k in got} and set(want) <= set(got) | {"gpu"}, rule.name
+
+
+def test_paper_jobs_fit_the_example_partitions(paper_rules, profile):
+    # `snakemake --profile profiles/slurm --configfile config/paper.yaml`: the plugin must find a
+    # partition for every job, else it submits without one and the site default (often 1 h) applies.
+    from snakemake_executor_plugin_slurm.partitions import get_best_partition, read_partition_file
+
+    parts = read_partition_file(PROFILE / profile["slurm-partition-config"])
+    log = SimpleNamespace(info=lambda *a: None, debug=lambda *a: None, warning=lambda *a: None)
+    missing = []
+    for rule in paper_rules:
+        resources = {k: _value(v) for k, v in rule.resources.items() if k in ("mem_mb", "runtime", "gpu")}
+        job = SimpleNamespace(name=rule.name, threads=_value(rule.resources["_cores"]), resources=resources)
+        chosen = get_best_partition(parts, job, log)
+        if chosen is None:
+            missing.append(f"{rule.name} {resources} threads={job.threads}")
+        elif "gpu" in resources:
+            assert chosen == "<gpu-partition>", rule.name
+    assert not missing, f"no partition fits: {missing}"
+
+
+def test_gpu_workstation_profile_offers_one_gpu():
+    profile = yaml.safe_load((REPO / "profiles" / "gpu-workstation" / "config.yaml").read_text())
+    assert profile["resources"] == ["gpu=1"] or profile["resources"] == {"gpu": 1}
+    from snakemake.cli import get_argument_parser
+
+    options = {o for action in get_argument_parser()._actions for o in action.option_strings}
+    assert all(f"--{key}" in options for key in profile), profile

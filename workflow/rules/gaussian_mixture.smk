@@ -28,10 +28,9 @@ rule gm_speciation:
         d=r"\d+",
     log:
         "results/logs/gm_speciation_{engine}_d{d}.log",
-    threads: 1
+    threads: rule_threads("gm_speciation")
     resources:
-        mem_mb=2000,
-        runtime=30,
+        **rule_resources("gm_speciation"),
     shell:
         "{CLI} gm-speciation --spec {params.spec:q} --seed {params.seed} --threads {threads}"
         " --d {wildcards.d} --engine {wildcards.engine} --pairs {params.pairs}"
@@ -48,10 +47,9 @@ rule gm_speciation_table:
         seed=config["seed"],
     log:
         "results/logs/gm_speciation_table.log",
-    threads: 1
+    threads: rule_threads("gm_speciation_table")
     resources:
-        mem_mb=500,
-        runtime=5,
+        **rule_resources("gm_speciation_table"),
     shell:
         "{CLI} gm-merge --spec {params.spec:q} --seed {params.seed} --kind speciation --inputs {input}"
         " --output {output[0]} --times-output {output[2]} 2> {log}"
@@ -70,10 +68,9 @@ rule gm_collapse:
         "results/logs/gm_collapse_d{d}.log",
     # one thread per d: the three jobs, and the single-threaded training job, then share a small CPU
     # instead of a 2-thread job waiting for both cores to be free
-    threads: 1
+    threads: rule_threads("gm_collapse")
     resources:
-        mem_mb=4000,
-        runtime=60,
+        **rule_resources("gm_collapse"),
     shell:
         "{CLI} gm-collapse --spec {params.spec:q} --seed {params.seed} --threads {threads}"
         " --device {params.device} --d {wildcards.d} --output {output[0]} 2> {log}"
@@ -89,10 +86,9 @@ rule gm_collapse_table:
         seed=config["seed"],
     log:
         "results/logs/gm_collapse_table.log",
-    threads: 1
+    threads: rule_threads("gm_collapse_table")
     resources:
-        mem_mb=500,
-        runtime=5,
+        **rule_resources("gm_collapse_table"),
     shell:
         "{CLI} gm-merge --spec {params.spec:q} --seed {params.seed} --kind collapse --inputs {input}"
         " --output {output[0]} 2> {log}"
@@ -107,10 +103,10 @@ rule gm_collapse_law:
         device=config["device"],
     log:
         "results/logs/gm_collapse_law.log",
-    threads: 1  # small matmuls; overlaps the single-threaded full-d speciation check
+    # default 1 thread: small matmuls; overlaps the single-threaded full-d speciation check
+    threads: rule_threads("gm_collapse_law")
     resources:
-        mem_mb=2000,
-        runtime=30,
+        **rule_resources("gm_collapse_law"),
     shell:
         "{CLI} gm-collapse-law --spec {params.spec:q} --seed {params.seed} --threads {threads}"
         " --device {params.device} --output {output[0]} 2> {log}"
@@ -141,10 +137,9 @@ rule gm_figures:
         seed=config["seed"],
     log:
         "results/logs/gm_figures.log",
-    threads: 1
+    threads: rule_threads("gm_figures")
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **rule_resources("gm_figures"),
     shell:
         "{CLI} gm-figures --spec {params.spec:q} --seed {params.seed}"
         " --speciation {input.speciation} --speciation-times {input.speciation_times}"

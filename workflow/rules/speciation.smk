@@ -44,12 +44,11 @@ rule regimes_clone:
         checkpoint=_checkpoint_arg,
     log:
         "results/logs/regimes/{dataset}_n{n}_{model}_clone.log",
-    # ideal.threads (default 1): on a small shared CPU one thread per job and jobs in parallel is fastest
-    threads: IDEAL.threads
+    # resources.regimes_clone.threads (default 1): on a small shared CPU one thread per job and jobs in
+    # parallel is fastest
+    threads: rule_threads("regimes_clone")
     resources:
-        mem_mb=4000,
-        runtime=60,
-        gpu=1,
+        **rule_resources("regimes_clone"),
     shell:
         "{CLI} regimes-clone --spec {params.spec:q} --seed {config[seed]} --device {config[device]}"
         " --threads {threads} --subset {input.subset} --classifier {input.classifier} --n {wildcards.n}"
@@ -66,10 +65,9 @@ rule regimes_row:
         row="results/regimes/{dataset}/n{n}/{model}/row.csv",
     log:
         "results/logs/regimes/{dataset}_n{n}_{model}_row.log",
-    threads: 1
+    threads: rule_threads("regimes_row")
     resources:
-        mem_mb=500,
-        runtime=5,
+        **rule_resources("regimes_row"),
     shell:
         "{CLI} regimes-row --summary {input.summary} --entropy {input.entropy} --spectra {input.spectra}"
         " --dataset {wildcards.dataset} --model {wildcards.model} --seed {config[seed]} --out {output.row}"
@@ -92,10 +90,9 @@ rule regimes_table:
         with_provenance("results/tables/regimes.csv"),
     log:
         "results/logs/regimes/table.log",
-    threads: 1
+    threads: rule_threads("regimes_table")
     resources:
-        mem_mb=500,
-        runtime=5,
+        **rule_resources("regimes_table"),
     shell:
         "{CLI} regimes-table --rows {input.rows} --seed {config[seed]} --out {output[0]} 2> {log}"
 
@@ -121,10 +118,9 @@ rule regimes_figures:
             f"results/figures/regimes_{stem}_{{dataset}}.pdf") for stem in REGIMES_FIGURES],
     log:
         "results/logs/regimes/{dataset}_figures.log",
-    threads: 1
+    threads: rule_threads("regimes_figures")
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **rule_resources("regimes_figures"),
     shell:
         "{CLI} regimes-figures --table {input.table} --dataset {wildcards.dataset}"
         " --regimes-dir results/regimes/{wildcards.dataset} --subset {input.subset} --phi {output.phi}"

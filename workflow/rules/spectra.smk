@@ -18,10 +18,9 @@ rule spectrum:
         seed=config["seed"],
     log:
         "results/logs/spectrum/{dataset}.log",
-    threads: 2
+    threads: rule_threads("spectrum")
     resources:
-        mem_mb=8000,
-        runtime=60,
+        **rule_resources("spectrum"),
     shell:
         "{CLI} spectrum --spec {params.spec:q} --seed {params.seed} --threads {threads}"
         " --subset {input.subset} --output {output.row} --figure {output.pdf} 2> {log}"
@@ -30,7 +29,7 @@ rule spectrum:
 rule spectra_table:
     input:
         rows=expand("results/spectra/{dataset}.json", dataset=list(config.get("datasets", {}))),
-        former=Path(workflow.basedir) / "former" / "table1.csv",
+        former=repo_path("former/table1.csv"),
     output:
         table=report(
             "results/tables/spectra.csv", caption="../report/spectra.rst", category="Table 1: spectra"
@@ -41,10 +40,9 @@ rule spectra_table:
         seed=config["seed"],
     log:
         "results/logs/spectra_table.log",
-    threads: 1
+    threads: rule_threads("spectra_table")
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **rule_resources("spectra_table"),
     shell:
         "{CLI} spectra-table --spec {params.spec:q} --seed {params.seed} --former {input.former}"
         " --output {output.table} {input.rows} 2> {log}"

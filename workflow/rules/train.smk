@@ -38,11 +38,9 @@ rule train_ddpm:
         run_dir=lambda wc: f"results/models/{wc.dataset}/unet/runs",
     log:
         "results/logs/train_ddpm/{dataset}.log",
-    threads: config["train"]["threads"]
+    threads: rule_threads("train_ddpm")
     resources:
-        gpu=1,
-        mem_mb=config["train"]["mem_mb"],
-        runtime=config["train"]["runtime_min"],
+        **rule_resources("train_ddpm"),
     shell:
         "{CLI} train-ddpm --spec {params.spec:q} --unet-spec {params.unet:q} --seed {config[seed]}"
         " --device {config[device]} --threads {threads} --dataset {wildcards.dataset}"
