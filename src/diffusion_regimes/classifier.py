@@ -152,9 +152,9 @@ def train_classifier(
     opt = torch.optim.Adam(model.parameters(), lr=spec.learning_rate, weight_decay=spec.weight_decay)
     epochs = range(spec.epochs)
     if progress:
-        from tqdm.auto import tqdm
+        from diffusion_regimes.progress import progress as bar
 
-        epochs = tqdm(epochs, desc=f"classifier ({spec.architecture})", unit="epoch")
+        epochs = bar(epochs, desc=f"classifier ({spec.architecture})", unit="epoch")
     for _ in epochs:
         model.train()
         order = train_idx[torch.randperm(train_idx.numel(), generator=gen)]

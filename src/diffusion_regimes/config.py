@@ -227,8 +227,9 @@ def migrate_legacy_resources(config: dict[str, Any]) -> list[str]:
             entry = resources.setdefault(rule, {})
             if new_key in entry and entry[new_key] != value:
                 raise ConfigError(
-                    f"{section}.{key} = {value!r} and resources.{rule}.{new_key} = {entry[new_key]!r} disagree; "
-                    f"delete {section}.{key} (it moved to resources.{rule}.{new_key}, see config/README.md)"
+                    f"{section}.{key} = {value!r} and resources.{rule}.{new_key} = {entry[new_key]!r} "
+                    f"disagree; delete {section}.{key} (it moved to resources.{rule}.{new_key}, "
+                    "see config/README.md)"
                 )
             entry[new_key] = value
         moved = ", ".join(f"resources.{rule}.{new_key}" for rule, new_key in targets)

@@ -80,6 +80,19 @@ def spec(*keys):
     return json.dumps(section, sort_keys=True)
 
 
+# Report categories, numbered in the order the landing text (workflow/report/workflow.rst) reads them.
+REPORT_GM = "1. Gaussian mixture"
+REPORT_SPECTRA = "2. Spectra (Table 1)"
+REPORT_REGIMES = "3. Real data: regimes"
+REPORT_LEARNED = "4. Learned denoisers"
+REPORT_PDF = "5. Vector figures (PDF)"
+
+
+def report_labels(kind, content):
+    """Report labels of a per-dataset item: what it is and which dataset (a function of the wildcards)."""
+    return lambda wildcards: {"kind": kind, "content": f"{content}, {wildcards.dataset}"}
+
+
 def provenance(path):
     """The provenance sidecar written next to every table, figure and checkpoint."""
     return f"{path}.provenance.json"

@@ -87,7 +87,9 @@ rule regimes_table:
     input:
         rows=regimes_rows,
     output:
-        with_provenance("results/tables/regimes.csv"),
+        report("results/tables/regimes.csv", caption="../report/regimes_table.rst", category=REPORT_REGIMES,
+               labels={"kind": "table", "content": "t_S and t_C predicted vs measured"}),
+        provenance("results/tables/regimes.csv"),
     log:
         "results/logs/regimes/table.log",
     threads: rule_threads("regimes_table")
@@ -105,17 +107,18 @@ rule regimes_figures:
         table="results/tables/regimes.csv",
         subset="results/data/{dataset}/subset.pt",
     output:
-        phi=report("results/figures/regimes_phi_{dataset}.pdf", caption="../report/regimes_phi.rst",
-                   category="Real data"),
-        collapse=report("results/figures/regimes_collapse_{dataset}.pdf",
-                        caption="../report/regimes_collapse.rst", category="Real data"),
-        strip=report("results/figures/regimes_strip_{dataset}.pdf", caption="../report/regimes_strip.rst",
-                     category="Real data"),
-        neighbours=report("results/figures/regimes_neighbours_{dataset}.pdf",
-                          caption="../report/regimes_neighbours.rst", category="Real data"),
-        extra=[p for stem in REGIMES_FIGURES for p in with_provenance(
-            f"results/figures/regimes_{stem}_{{dataset}}.png")] + [provenance(
-            f"results/figures/regimes_{stem}_{{dataset}}.pdf") for stem in REGIMES_FIGURES],
+        phi=report("results/figures/regimes_phi_{dataset}.pdf", caption="../report/pdf.rst", category=REPORT_PDF),
+        collapse=report("results/figures/regimes_collapse_{dataset}.pdf", caption="../report/pdf.rst",
+                        category=REPORT_PDF),
+        strip=report("results/figures/regimes_strip_{dataset}.pdf", caption="../report/pdf.rst",
+                     category=REPORT_PDF),
+        neighbours=report("results/figures/regimes_neighbours_{dataset}.pdf", caption="../report/pdf.rst",
+                          category=REPORT_PDF),
+        pngs=[report(f"results/figures/regimes_{stem}_{{dataset}}.png", caption=f"../report/regimes_{stem}.rst",
+                     category=REPORT_REGIMES, labels=report_labels("figure", f"regimes_{stem}"))
+              for stem in REGIMES_FIGURES],
+        extra=[provenance(f"results/figures/regimes_{stem}_{{dataset}}.{ext}")
+               for stem in REGIMES_FIGURES for ext in ("png", "pdf")],
     log:
         "results/logs/regimes/{dataset}_figures.log",
     threads: rule_threads("regimes_figures")

@@ -6,12 +6,13 @@ rule spectrum:
         subset="results/data/{dataset}/subset.pt",
     output:
         row="results/spectra/{dataset}.json",
-        pdf=report(
-            "results/figures/scree_{dataset}.pdf",
+        pdf=report("results/figures/scree_{dataset}.pdf", caption="../report/pdf.rst", category=REPORT_PDF),
+        png=report(
+            "results/figures/scree_{dataset}.png",
             caption="../report/scree.rst",
-            category="Table 1: spectra",
+            category=REPORT_SPECTRA,
+            labels=lambda wc: {"kind": "figure", "content": f"covariance spectrum, {wc.dataset}"},
         ),
-        png="results/figures/scree_{dataset}.png",
         sidecars=[provenance(f"results/figures/scree_{{dataset}}.{ext}") for ext in ("pdf", "png")],
     params:
         spec=lambda w: spec("spectra"),
@@ -32,7 +33,10 @@ rule spectra_table:
         former=repo_path("former/table1.csv"),
     output:
         table=report(
-            "results/tables/spectra.csv", caption="../report/spectra.rst", category="Table 1: spectra"
+            "results/tables/spectra.csv",
+            caption="../report/spectra.rst",
+            category=REPORT_SPECTRA,
+            labels={"kind": "table", "content": "Λ and t_S vs the paper's Table 1"},
         ),
         sidecar=provenance("results/tables/spectra.csv"),
     params:

@@ -20,7 +20,7 @@ import torch
 
 from diffusion_regimes import config as cfg
 from diffusion_regimes import theory
-from diffusion_regimes.cli.common import add_spec_arguments
+from diffusion_regimes.cli.common import add_spec_arguments, job_summary
 from diffusion_regimes.errors import ConfigError, DataError
 from diffusion_regimes.provenance import write_table
 from diffusion_regimes.runtime import resolve_device, set_threads
@@ -76,6 +76,8 @@ def _speciation(args: argparse.Namespace) -> None:
              args.engine, pairs, res.crossing.time, res.crossing.low, res.crossing.high, t_s, elapsed)
     write_table(frame, args.output, config=cfg.to_dict(section), seed=seed,
                 extra={"wall_seconds": elapsed, "engine": args.engine, "d": args.d})
+    job_summary().update(d=args.d, engine=args.engine, pairs=pairs, t_S_measured=float(res.crossing.time),
+                        t_S_theory=t_s)
 
 
 def _collapse(args: argparse.Namespace) -> None:
@@ -102,6 +104,8 @@ def _collapse(args: argparse.Namespace) -> None:
              res.numeric.low, res.numeric.high, res.t_c_theory, elapsed)
     write_table(frame, args.output, config=cfg.to_dict(section), seed=seed,
                 extra={"wall_seconds": elapsed, "d": args.d, "device": str(device)})
+    job_summary().update(d=args.d, n=co.n, t_C_numeric=float(res.numeric.time),
+                         t_C_theory=float(res.t_c_theory))
 
 
 def _collapse_law(args: argparse.Namespace) -> None:

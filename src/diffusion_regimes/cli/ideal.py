@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from diffusion_regimes.cli.common import add_spec_arguments
+from diffusion_regimes.cli.common import add_spec_arguments, job_summary
 from diffusion_regimes.config import from_json, to_dict
 from diffusion_regimes.errors import ConfigError, DataError
 from diffusion_regimes.provenance import save_torch, write_json, write_table
@@ -49,6 +49,7 @@ def _classifier_train(args: argparse.Namespace) -> None:
                                device=resolve_device(args.device), progress=True)
     save_classifier(trained, args.out, seed=args.seed, extra={"dataset": subset.dataset,
                                                               "classes": list(subset.classes)})
+    job_summary().update(held_out_accuracy=trained.accuracy, train_images=trained.n_train)
     if trained.accuracy < spec.min_accuracy:
         raise DataError(f"classifier held-out accuracy {trained.accuracy:.3f} < classifier.min_accuracy "
                         f"{spec.min_accuracy}; raise classifier.epochs or use architecture: resnet18")
@@ -107,6 +108,10 @@ def _regimes_clone(args: argparse.Namespace) -> None:
                 out / "trajectories.csv", config=config, seed=args.seed)
     write_json(out / "summary.json", {**result.summary(), "classifier_accuracy": record["held_out_accuracy"],
                                       **model_record})
+    headline = result.summary()
+    job_summary().update(model=args.model, n=args.n, pairs=headline["pairs"],
+                         t_S_measured=headline["t_s_measured"], t_C_hat_mean=headline["t_c_hat_mean"],
+                         memorised_fraction=headline["memorised_fraction"])
     save_torch([(k, t, rows.float()) for k, t, rows in result.strip], out / "strip.pt")
     save_torch({"samples": result.samples.float(), "neighbours": result.neighbours,
                 "memorisation_ratio": torch.as_tensor(result.memorisation)}, out / "samples.pt")
@@ -129,6 +134,8 @@ def _regimes_entropy(args: argparse.Namespace) -> None:
                           "t_c_entropy_low": tc.low, "t_c_entropy_high": tc.high, "n": res.n, "d": res.d,
                           "n_prime": res.n_prime})
     write_table(table, args.out, config={"ideal": to_dict(spec), "n": args.n}, seed=args.seed)
+    job_summary().update(n=res.n, d=res.d, n_prime=res.n_prime, alpha=float(res.alpha),
+                         t_C_entropy=float(tc.time))
 
 
 def _spectrum_of(path: str, dataset: str) -> tuple[float, float]:
