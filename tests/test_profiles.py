@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from diffusion_regimes.cli import build_parser, network_commands
+from diffusion_regimes.cli import build_parser, gpu_capable_commands, network_commands
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "profiles" / "slurm"
@@ -63,15 +63,18 @@ def rule_command(rule) -> str | None:
     return match.group(1) if match else None
 
 
-def gpu_problems(rules, network: frozenset[str]) -> list[str]:
-    """Rules whose gpu request disagrees with the network use of the command they call."""
+def gpu_problems(rules, network: frozenset[str], capable: frozenset[str] = frozenset()) -> list[str]:
+    """Rules whose gpu request disagrees with the network use of the command they call.
+
+    ``capable``: commands without a network that may run on a GPU (``cli.gpu_capable_commands``).
+    """
     problems = []
     for rule in rules:
         command = rule_command(rule)
         wants_gpu = "gpu" in rule.resources
         if command in network and not wants_gpu:
             problems.append(f"rule {rule.name} runs network command {command!r} but requests no gpu")
-        if wants_gpu and command not in network:
+        if wants_gpu and command not in network | capable:
             problems.append(f"rule {rule.name} requests a gpu but its command {command!r} uses no network")
         if wants_gpu and not {"mem_mb", "runtime"} <= set(rule.resources):
             problems.append(f"rule {rule.name} requests a gpu without mem_mb and runtime")
@@ -163,6 +166,14 @@ def test_rules_call_registered_commands(rules):
 
 def test_network_rules_request_gpu_and_only_they(rules):
     assert gpu_problems(rules, network_commands()) == []
+
+
+def test_paper_gpu_requests_match_the_commands(paper_rules):
+    # at paper scale the Gaussian-mixture collapse rules ask for a GPU too; they must call commands
+    # that run on --device
+    capable = gpu_capable_commands()
+    assert {"gm-collapse", "gm-collapse-law"} <= capable
+    assert gpu_problems(paper_rules, network_commands(), capable) == []
 
 
 def test_no_rule_names_a_site_resource(rules):

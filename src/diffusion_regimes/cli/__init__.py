@@ -57,6 +57,22 @@ def network_commands(parser: argparse.ArgumentParser | None = None) -> frozenset
     )
 
 
+def gpu_capable_commands(parser: argparse.ArgumentParser | None = None) -> frozenset[str]:
+    """Sub-commands without a network that still run their heavy arithmetic on ``--device``.
+
+    Marked with ``set_defaults(..., gpu_capable=True)``; their rules may request ``gpu`` (from
+    ``resources.<rule>.gpu``) where the problem size needs one, but need not.
+    """
+    parser = parser or build_parser()
+    return frozenset(
+        name
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+        for name, sub in action.choices.items()
+        if sub.get_default("gpu_capable")
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

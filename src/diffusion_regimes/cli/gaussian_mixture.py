@@ -196,12 +196,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_spec_arguments(p)
     p.add_argument("--d", type=int, required=True, help="dimension")
     p.add_argument("--output", required=True, help="partial CSV table")
-    p.set_defaults(func=_collapse)
+    # heavy distance matrices on --device: may ask for a GPU (paper sizes need one, config/README.md)
+    p.set_defaults(func=_collapse, gpu_capable=True)
 
     p = sub.add_parser("gm-collapse-law", help="numerical t_C on the (n, d) grid of law:")
     add_spec_arguments(p)
     p.add_argument("--output", required=True)
-    p.set_defaults(func=_collapse_law)
+    p.set_defaults(func=_collapse_law, gpu_capable=True)
 
     p = sub.add_parser("gm-merge", help="concatenate partial gm-speciation / gm-collapse tables")
     add_spec_arguments(p)
