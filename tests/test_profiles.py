@@ -172,7 +172,7 @@ def test_paper_gpu_requests_match_the_commands(paper_rules):
     # at paper scale the Gaussian-mixture collapse rules ask for a GPU too; they must call commands
     # that run on --device
     capable = gpu_capable_commands()
-    assert {"gm-collapse", "gm-collapse-law"} <= capable
+    assert {"gm-collapse", "gm-collapse-law", "regimes-entropy"} <= capable
     assert gpu_problems(paper_rules, network_commands(), capable) == []
 
 

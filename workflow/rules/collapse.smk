@@ -14,5 +14,6 @@ rule regimes_entropy:
     resources:
         **rule_resources("regimes_entropy"),
     shell:
-        "{CLI} regimes-entropy --spec {params.spec:q} --seed {config[seed]} --threads {threads}"
+        "{CLI} regimes-entropy --spec {params.spec:q} --seed {config[seed]} --device {config[device]}"
+        " --threads {threads}"
         " --subset {input.subset} --n {wildcards.n} --out {output.table} 2> {log}"
