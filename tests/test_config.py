@@ -68,3 +68,25 @@ def test_schema_errors_list_valid_choices(repo):
     message = str(info.value)
     assert "'tpu' is not valid; choose one of ['auto', 'cpu', 'cuda']" in message
     assert "unknown key(s) ['colour']" in message
+
+
+def test_legacy_resource_keys_move_to_resources():
+    from diffusion_regimes.config import migrate_legacy_resources
+
+    config = {"train": {"threads": 4, "runtime_min": 90, "steps": 3}, "ideal": {"threads": 2}}
+    notices = migrate_legacy_resources(config)
+    assert config["resources"] == {
+        "train_ddpm": {"threads": 4, "runtime": 90},
+        "regimes_clone": {"threads": 2},
+        "regimes_entropy": {"threads": 2},
+    }
+    assert config["train"] == {"steps": 3} and config["ideal"] == {} and len(notices) == 3
+
+
+def test_legacy_resource_key_conflict_is_an_error():
+    from diffusion_regimes.config import migrate_legacy_resources
+    from diffusion_regimes.errors import ConfigError
+
+    config = {"train": {"mem_mb": 4000}, "resources": {"train_ddpm": {"mem_mb": 8000}}}
+    with pytest.raises(ConfigError, match="resources.train_ddpm.mem_mb"):
+        migrate_legacy_resources(config)

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from diffusion_regimes.cli import build_parser, network_commands
+from diffusion_regimes.cli import build_parser, gpu_capable_commands, network_commands
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "profiles" / "slurm"
@@ -63,15 +63,18 @@ def rule_command(rule) -> str | None:
     return match.group(1) if match else None
 
 
-def gpu_problems(rules, network: frozenset[str]) -> list[str]:
-    """Rules whose gpu request disagrees with the network use of the command they call."""
+def gpu_problems(rules, network: frozenset[str], capable: frozenset[str] = frozenset()) -> list[str]:
+    """Rules whose gpu request disagrees with the network use of the command they call.
+
+    ``capable``: commands without a network that may run on a GPU (``cli.gpu_capable_commands``).
+    """
     problems = []
     for rule in rules:
         command = rule_command(rule)
         wants_gpu = "gpu" in rule.resources
         if command in network and not wants_gpu:
             problems.append(f"rule {rule.name} runs network command {command!r} but requests no gpu")
-        if wants_gpu and command not in network:
+        if wants_gpu and command not in network | capable:
             problems.append(f"rule {rule.name} requests a gpu but its command {command!r} uses no network")
         if wants_gpu and not {"mem_mb", "runtime"} <= set(rule.resources):
             problems.append(f"rule {rule.name} requests a gpu without mem_mb and runtime")
@@ -165,6 +168,14 @@ def test_network_rules_request_gpu_and_only_they(rules):
     assert gpu_problems(rules, network_commands()) == []
 
 
+def test_paper_gpu_requests_match_the_commands(paper_rules):
+    # at paper scale the Gaussian-mixture collapse rules ask for a GPU too; they must call commands
+    # that run on --device
+    capable = gpu_capable_commands()
+    assert {"gm-collapse", "gm-collapse-law", "regimes-entropy"} <= capable
+    assert gpu_problems(paper_rules, network_commands(), capable) == []
+
+
 def test_no_rule_names_a_site_resource(rules):
     in_rules = {r.name: sorted(SITE_RESOURCES & set(r.resources)) for r in rules}
     in_rules = {name: keys for name, keys in in_rules.items() if keys}
@@ -173,3 +184,70 @@ def test_no_rule_names_a_site_resource(rules):
     pattern = re.compile(r"slurm|--partition|sbatch")
     mentions = [str(p.relative_to(REPO)) for p in sources if pattern.search(p.read_text())]
     assert not mentions, f"SLURM specifics in workflow files: {mentions}"
+
+
+# --- resources from config (issue 11) -----------------------------------------------------------------
+
+
+def _parsed_rules(configfiles: list[Path], workdir: Path) -> list:
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings, StorageSettings
+
+    with SnakemakeApi(OutputSettings()) as api:
+        workflow = api.workflow(
+            snakefile=REPO / "Snakefile", workdir=workdir,
+            config_settings=ConfigSettings(configfiles=configfiles),
+            resource_settings=ResourceSettings(), storage_settings=StorageSettings(),
+        )
+        return [r for r in workflow._workflow.rules if r.name != "all"]
+
+
+def _value(resource):
+    return getattr(resource, "value", resource)
+
+
+@pytest.fixture(scope="module")
+def paper_rules(tmp_path_factory) -> list:
+    return _parsed_rules([REPO / "config" / "paper.yaml"], tmp_path_factory.mktemp("paper"))
+
+
+def test_every_rule_reads_its_resources_from_config(paper_rules):
+    # config/paper.yaml names every rule with values no hard-coded default has; each parsed rule must
+    # carry exactly those, so a rule that ignores `resources:` is caught.
+    sized = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())["resources"]
+    assert {r.name for r in paper_rules} == set(sized), "config/paper.yaml must size every rule"
+    for rule in paper_rules:
+        want = sized[rule.name]
+        got = {"threads": _value(rule.resources["_cores"]), "mem_mb": _value(rule.resources["mem_mb"]),
+               "runtime": _value(rule.resources["runtime"])}
+        if "gpu" in rule.resources:
+            got["gpu"] = _value(rule.resources["gpu"])
+        assert got == {k: want[k] for k in got} and set(want) <= set(got) | {"gpu"}, rule.name
+
+
+def test_paper_jobs_fit_the_example_partitions(paper_rules, profile):
+    # `snakemake --profile profiles/slurm --configfile config/paper.yaml`: the plugin must find a
+    # partition for every job, else it submits without one and the site default (often 1 h) applies.
+    from snakemake_executor_plugin_slurm.partitions import get_best_partition, read_partition_file
+
+    parts = read_partition_file(PROFILE / profile["slurm-partition-config"])
+    log = SimpleNamespace(info=lambda *a: None, debug=lambda *a: None, warning=lambda *a: None)
+    missing = []
+    for rule in paper_rules:
+        resources = {k: _value(v) for k, v in rule.resources.items() if k in ("mem_mb", "runtime", "gpu")}
+        job = SimpleNamespace(name=rule.name, threads=_value(rule.resources["_cores"]), resources=resources)
+        chosen = get_best_partition(parts, job, log)
+        if chosen is None:
+            missing.append(f"{rule.name} {resources} threads={job.threads}")
+        elif "gpu" in resources:
+            assert chosen == "<gpu-partition>", rule.name
+    assert not missing, f"no partition fits: {missing}"
+
+
+def test_gpu_workstation_profile_offers_one_gpu():
+    profile = yaml.safe_load((REPO / "profiles" / "gpu-workstation" / "config.yaml").read_text())
+    assert profile["resources"] == ["gpu=1"] or profile["resources"] == {"gpu": 1}
+    from snakemake.cli import get_argument_parser
+
+    options = {o for action in get_argument_parser()._actions for o in action.option_strings}
+    assert all(f"--{key}" in options for key in profile), profile

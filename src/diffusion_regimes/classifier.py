@@ -305,9 +305,9 @@ def train_classifier(
     scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=spec.lr_gamma)
     epochs = range(spec.epochs)
     if progress:
-        from tqdm.auto import tqdm
+        from diffusion_regimes.progress import progress as bar
 
-        epochs = tqdm(epochs, desc=f"classifier ({spec.architecture})", unit="epoch")
+        epochs = bar(epochs, desc=f"classifier ({spec.architecture})", unit="epoch")
     for _ in epochs:
         model.train()
         order = train_idx[torch.randperm(train_idx.numel(), generator=gen)]

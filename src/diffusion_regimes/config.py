@@ -195,3 +195,43 @@ def from_json(cls: type[T], text: str, *, where: str = "config") -> T:
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{where}: --spec is not valid JSON ({exc})") from exc
     return build(cls, mapping, where=where)
+
+
+# Keys that once sized jobs inside a stage's section, and where they live now: (section, key) ->
+# [(rule, resources key)].  ideal.threads sized both sweep rules.
+LEGACY_RESOURCE_KEYS: dict[tuple[str, str], list[tuple[str, str]]] = {
+    ("train", "threads"): [("train_ddpm", "threads")],
+    ("train", "mem_mb"): [("train_ddpm", "mem_mb")],
+    ("train", "runtime_min"): [("train_ddpm", "runtime")],
+    ("ideal", "threads"): [("regimes_clone", "threads"), ("regimes_entropy", "threads")],
+}
+
+
+def migrate_legacy_resources(config: dict[str, Any]) -> list[str]:
+    """Move the old per-section resource keys into the top-level ``resources:`` section, in place.
+
+    Runs before schema validation (so it sees what the user wrote, not filled-in defaults).  A legacy key
+    keeps working: its value becomes the rule's resource unless ``resources.<rule>.<key>`` is also set to
+    a different value, which is a :class:`ConfigError` (two answers to one question).  Returns one notice
+    per moved key, for the caller to print.
+    """
+    notices = []
+    resources = config.setdefault("resources", {}) or {}
+    config["resources"] = resources
+    for (section, key), targets in LEGACY_RESOURCE_KEYS.items():
+        block = config.get(section)
+        if not isinstance(block, dict) or key not in block:
+            continue
+        value = block.pop(key)
+        for rule, new_key in targets:
+            entry = resources.setdefault(rule, {})
+            if new_key in entry and entry[new_key] != value:
+                raise ConfigError(
+                    f"{section}.{key} = {value!r} and resources.{rule}.{new_key} = {entry[new_key]!r} "
+                    f"disagree; delete {section}.{key} (it moved to resources.{rule}.{new_key}, "
+                    "see config/README.md)"
+                )
+            entry[new_key] = value
+        moved = ", ".join(f"resources.{rule}.{new_key}" for rule, new_key in targets)
+        notices.append(f"config: {section}.{key} is deprecated; its value {value!r} was used as {moved}")
+    return notices

@@ -164,9 +164,9 @@ def excess_entropy(
     f_se = np.empty_like(times_arr)
     steps = range(times_arr.size)
     if progress:
-        from tqdm.auto import tqdm
+        from diffusion_regimes.progress import progress as bar
 
-        steps = tqdm(steps, desc=f"excess entropy n={n} d={d} n'={n_prime}", unit="time", leave=False)
+        steps = bar(steps, desc=f"excess entropy n={n} d={d} n'={n_prime}", unit="time", leave=False)
     for k in steps:
         t = float(times_arr[k])
         scale = math.exp(-t)

@@ -68,12 +68,22 @@ def provenance_record(*, config: Any, seed: int | None, extra: Mapping[str, Any]
     return record
 
 
+def _current_umask() -> int:
+    """The process umask (reading it means setting it; the old value is restored at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent)
+    # mkstemp creates the file with mode 0600 whatever the umask; give the output the mode a plain
+    # open() would (0666 minus the umask) so that teammates sharing a project directory can read it.
+    os.fchmod(fd, 0o666 & ~_current_umask())
     os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -214,9 +214,9 @@ def run_trajectories(
     stop = integrator.n_steps if stop is None else stop
     steps = range(start, stop)
     if progress:
-        from tqdm.auto import tqdm
+        from diffusion_regimes.progress import progress as bar
 
-        steps = tqdm(steps, desc="reverse steps", unit="step", leave=False)
+        steps = bar(steps, desc="reverse steps", unit="step", leave=False)
     for i in steps:
         x = reverse_step(x, i=i, integrator=integrator, score=score, generator=generator)
         for hook in hooks:
@@ -374,9 +374,9 @@ def clone_sweep(
     evaluations = 0
     steps = range(integrator.n_steps)
     if progress:
-        from tqdm.auto import tqdm
+        from diffusion_regimes.progress import progress as bar
 
-        steps = tqdm(steps, desc="cloning sweep", unit="step", leave=False)
+        steps = bar(steps, desc="cloning sweep", unit="step", leave=False)
     next_branch = 0
     for i in steps:
         while next_branch < len(branch) and branch[next_branch] == i:

@@ -312,9 +312,9 @@ def train_ddpm(
         newest = checkpoint_path(run_dir, start)
         steps = range(start, config.steps)
         if progress:
-            from tqdm.auto import tqdm
+            from diffusion_regimes.progress import progress as bar
 
-            steps = tqdm(steps, desc="train DDPM", unit="step", initial=start, total=config.steps)
+            steps = bar(steps, desc="train DDPM", unit="step", initial=start, total=config.steps)
         for step in steps:
             idx = batch_indices(step, n=n, batch_size=batch_size, seed=seed).to(device)
             loss = ddpm_loss(forward, data[idx], alpha_bar=alpha_bar, generator=noise_gen, bf16=bf16)

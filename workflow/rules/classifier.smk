@@ -12,11 +12,9 @@ rule classifier:
     log:
         "results/logs/classifier/{dataset}.log",
     # 1 thread: a small CNN on a shared CPU runs far slower on 2 (oversubscription); jobs run side by side
-    threads: 1
+    threads: rule_threads("classifier")
     resources:
-        mem_mb=2000,
-        runtime=30,
-        gpu=1,
+        **rule_resources("classifier"),
     shell:
         "{CLI} classifier-train --spec {params.spec:q} --seed {config[seed]} --device {config[device]}"
         " --threads {threads} --subset {input.subset} --out {output.checkpoint} 2> {log}"

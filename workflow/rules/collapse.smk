@@ -10,10 +10,10 @@ rule regimes_entropy:
         spec=lambda wc: spec("ideal"),
     log:
         "results/logs/regimes/{dataset}_n{n}_entropy.log",
-    threads: config["ideal"]["threads"]
+    threads: rule_threads("regimes_entropy")
     resources:
-        mem_mb=2000,
-        runtime=30,
+        **rule_resources("regimes_entropy"),
     shell:
-        "{CLI} regimes-entropy --spec {params.spec:q} --seed {config[seed]} --threads {threads}"
+        "{CLI} regimes-entropy --spec {params.spec:q} --seed {config[seed]} --device {config[device]}"
+        " --threads {threads}"
         " --subset {input.subset} --n {wildcards.n} --out {output.table} 2> {log}"

@@ -13,9 +13,8 @@ rule prepare_subset:
         spec=lambda w: spec("datasets", w.dataset),
     log:
         "results/logs/prepare_subset/{dataset}.log",
-    threads: 1
+    threads: rule_threads("prepare_subset")
     resources:
-        mem_mb=8000,
-        runtime=60,
+        **rule_resources("prepare_subset"),
     shell:
         "{CLI} prepare-subset --spec {params.spec:q} --name {wildcards.dataset} --output {output.pt} 2> {log}"

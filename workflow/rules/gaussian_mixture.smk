@@ -28,10 +28,9 @@ rule gm_speciation:
         d=r"\d+",
     log:
         "results/logs/gm_speciation_{engine}_d{d}.log",
-    threads: 1
+    threads: rule_threads("gm_speciation")
     resources:
-        mem_mb=2000,
-        runtime=30,
+        **rule_resources("gm_speciation"),
     shell:
         "{CLI} gm-speciation --spec {params.spec:q} --seed {params.seed} --threads {threads}"
         " --d {wildcards.d} --engine {wildcards.engine} --pairs {params.pairs}"
@@ -42,16 +41,20 @@ rule gm_speciation_table:
     input:
         [f"{GM_PARTS}/speciation_{engine}_d{d}.csv" for engine, d in GM_SPECIATION_JOBS],
     output:
-        with_provenance(GM_TABLES + "/gm_speciation.csv", GM_TABLES + "/gm_speciation_times.csv"),
+        report(GM_TABLES + "/gm_speciation.csv", caption="../report/gm_speciation_table.rst",
+               category=REPORT_GM, labels={"kind": "table", "content": "φ(t) simulated vs theory"}),
+        provenance(GM_TABLES + "/gm_speciation.csv"),
+        report(GM_TABLES + "/gm_speciation_times.csv", caption="../report/gm_speciation_times.rst",
+               category=REPORT_GM, labels={"kind": "table", "content": "t_S measured vs ½ log d"}),
+        provenance(GM_TABLES + "/gm_speciation_times.csv"),
     params:
         spec=spec("gaussian_mixture"),
         seed=config["seed"],
     log:
         "results/logs/gm_speciation_table.log",
-    threads: 1
+    threads: rule_threads("gm_speciation_table")
     resources:
-        mem_mb=500,
-        runtime=5,
+        **rule_resources("gm_speciation_table"),
     shell:
         "{CLI} gm-merge --spec {params.spec:q} --seed {params.seed} --kind speciation --inputs {input}"
         " --output {output[0]} --times-output {output[2]} 2> {log}"
@@ -70,10 +73,9 @@ rule gm_collapse:
         "results/logs/gm_collapse_d{d}.log",
     # one thread per d: the three jobs, and the single-threaded training job, then share a small CPU
     # instead of a 2-thread job waiting for both cores to be free
-    threads: 1
+    threads: rule_threads("gm_collapse")
     resources:
-        mem_mb=4000,
-        runtime=60,
+        **rule_resources("gm_collapse"),
     shell:
         "{CLI} gm-collapse --spec {params.spec:q} --seed {params.seed} --threads {threads}"
         " --device {params.device} --d {wildcards.d} --output {output[0]} 2> {log}"
@@ -83,16 +85,17 @@ rule gm_collapse_table:
     input:
         expand(GM_PARTS + "/collapse_d{d}.csv", d=config["gaussian_mixture"]["collapse"]["dims"]),
     output:
-        with_provenance(GM_TABLES + "/gm_collapse.csv"),
+        report(GM_TABLES + "/gm_collapse.csv", caption="../report/gm_collapse_table.rst",
+               category=REPORT_GM, labels={"kind": "table", "content": "f^e/α and t_C vs theory"}),
+        provenance(GM_TABLES + "/gm_collapse.csv"),
     params:
         spec=spec("gaussian_mixture"),
         seed=config["seed"],
     log:
         "results/logs/gm_collapse_table.log",
-    threads: 1
+    threads: rule_threads("gm_collapse_table")
     resources:
-        mem_mb=500,
-        runtime=5,
+        **rule_resources("gm_collapse_table"),
     shell:
         "{CLI} gm-merge --spec {params.spec:q} --seed {params.seed} --kind collapse --inputs {input}"
         " --output {output[0]} 2> {log}"
@@ -100,23 +103,32 @@ rule gm_collapse_table:
 
 rule gm_collapse_law:
     output:
-        with_provenance(GM_TABLES + "/gm_collapse_law.csv"),
+        report(GM_TABLES + "/gm_collapse_law.csv", caption="../report/gm_collapse_law_table.rst",
+               category=REPORT_GM, labels={"kind": "table", "content": "t_C(α) over (n, d)"}),
+        provenance(GM_TABLES + "/gm_collapse_law.csv"),
     params:
         spec=spec("gaussian_mixture"),
         seed=config["seed"],
         device=config["device"],
     log:
         "results/logs/gm_collapse_law.log",
-    threads: 1  # small matmuls; overlaps the single-threaded full-d speciation check
+    # default 1 thread: small matmuls; overlaps the single-threaded full-d speciation check
+    threads: rule_threads("gm_collapse_law")
     resources:
-        mem_mb=2000,
-        runtime=30,
+        **rule_resources("gm_collapse_law"),
     shell:
         "{CLI} gm-collapse-law --spec {params.spec:q} --seed {params.seed} --threads {threads}"
         " --device {params.device} --output {output[0]} 2> {log}"
 
 
-GM_FIGURE_NAMES = ["gm_speciation", "gm_collapse", "gm_collapse_law", "gm_potential"]
+# figure -> its label in the report
+GM_FIGURE_CONTENT = {
+    "gm_speciation": "Fig. 2: φ(t) against t/t_S",
+    "gm_collapse": "Fig. 3: f^e(t)/α",
+    "gm_collapse_law": "t_C against α = log(n)/d",
+    "gm_potential": "potential V(q, t) around t_S",
+}
+GM_FIGURE_NAMES = list(GM_FIGURE_CONTENT)
 
 
 rule gm_figures:
@@ -126,25 +138,25 @@ rule gm_figures:
         collapse=GM_TABLES + "/gm_collapse.csv",
         law=GM_TABLES + "/gm_collapse_law.csv",
     output:
-        speciation=report(GM_FIGURES + "/gm_speciation.pdf", caption="../report/gm_speciation.rst",
-                          category="Gaussian mixture"),
-        collapse=report(GM_FIGURES + "/gm_collapse.pdf", caption="../report/gm_collapse.rst",
-                        category="Gaussian mixture"),
-        law=report(GM_FIGURES + "/gm_collapse_law.pdf", caption="../report/gm_collapse_law.rst",
-                   category="Gaussian mixture"),
-        potential=report(GM_FIGURES + "/gm_potential.pdf", caption="../report/gm_potential.rst",
-                         category="Gaussian mixture"),
-        extra=with_provenance(*[f"{GM_FIGURES}/{name}.png" for name in GM_FIGURE_NAMES])
-        + [provenance(f"{GM_FIGURES}/{name}.pdf") for name in GM_FIGURE_NAMES],
+        # the CLI writes each PNG beside its PDF; the report shows the PNG inline and links the PDF
+        speciation=report(GM_FIGURES + "/gm_speciation.pdf", caption="../report/pdf.rst", category=REPORT_PDF),
+        collapse=report(GM_FIGURES + "/gm_collapse.pdf", caption="../report/pdf.rst", category=REPORT_PDF),
+        law=report(GM_FIGURES + "/gm_collapse_law.pdf", caption="../report/pdf.rst", category=REPORT_PDF),
+        potential=report(GM_FIGURES + "/gm_potential.pdf", caption="../report/pdf.rst", category=REPORT_PDF),
+        pngs=[
+            report(f"{GM_FIGURES}/{name}.png", caption=f"../report/{name}.rst", category=REPORT_GM,
+                   labels={"kind": "figure", "content": content})
+            for name, content in GM_FIGURE_CONTENT.items()
+        ],
+        extra=[provenance(f"{GM_FIGURES}/{name}.{ext}") for name in GM_FIGURE_NAMES for ext in ("pdf", "png")],
     params:
         spec=spec("gaussian_mixture"),
         seed=config["seed"],
     log:
         "results/logs/gm_figures.log",
-    threads: 1
+    threads: rule_threads("gm_figures")
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **rule_resources("gm_figures"),
     shell:
         "{CLI} gm-figures --spec {params.spec:q} --seed {params.seed}"
         " --speciation {input.speciation} --speciation-times {input.speciation_times}"

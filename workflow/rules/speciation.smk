@@ -52,12 +52,11 @@ rule regimes_clone:
         chunk_dir=lambda wc: f"results/regimes/{wc.dataset}/n{wc.n}/{wc.model}/chunks",
     log:
         "results/logs/regimes/{dataset}_n{n}_{model}_clone.log",
-    # ideal.threads (default 1): on a small shared CPU one thread per job and jobs in parallel is fastest
-    threads: IDEAL.threads
+    # resources.regimes_clone.threads (default 1): on a small shared CPU one thread per job and jobs in
+    # parallel is fastest
+    threads: rule_threads("regimes_clone")
     resources:
-        mem_mb=4000,
-        runtime=60,
-        gpu=1,
+        **rule_resources("regimes_clone"),
     shell:
         "{CLI} regimes-clone --spec {params.spec:q} --seed {config[seed]} --device {config[device]}"
         " --threads {threads} --dataset {wildcards.dataset} --subset {input.subset}"
@@ -78,10 +77,9 @@ rule regimes_row:
         spec=lambda wc: spec("ideal"),
     log:
         "results/logs/regimes/{dataset}_n{n}_{model}_row.log",
-    threads: 1
+    threads: rule_threads("regimes_row")
     resources:
-        mem_mb=500,
-        runtime=5,
+        **rule_resources("regimes_row"),
     shell:
         "{CLI} regimes-row --spec {params.spec:q} --summary {input.summary} --entropy {input.entropy} --spectra {input.spectra}"
         " --dataset {wildcards.dataset} --model {wildcards.model} --seed {config[seed]} --out {output.row}"
@@ -101,13 +99,14 @@ rule regimes_table:
     input:
         rows=regimes_rows,
     output:
-        with_provenance("results/tables/regimes.csv"),
+        report("results/tables/regimes.csv", caption="../report/regimes_table.rst", category=REPORT_REGIMES,
+               labels={"kind": "table", "content": "t_S and t_C predicted vs measured"}),
+        provenance("results/tables/regimes.csv"),
     log:
         "results/logs/regimes/table.log",
-    threads: 1
+    threads: rule_threads("regimes_table")
     resources:
-        mem_mb=500,
-        runtime=5,
+        **rule_resources("regimes_table"),
     shell:
         "{CLI} regimes-table --rows {input.rows} --seed {config[seed]} --out {output[0]} 2> {log}"
 
@@ -120,23 +119,23 @@ rule regimes_figures:
         table="results/tables/regimes.csv",
         subset="results/data/{dataset}/subset.pt",
     output:
-        phi=report("results/figures/regimes_phi_{dataset}.pdf", caption="../report/regimes_phi.rst",
-                   category="Real data"),
-        collapse=report("results/figures/regimes_collapse_{dataset}.pdf",
-                        caption="../report/regimes_collapse.rst", category="Real data"),
-        strip=report("results/figures/regimes_strip_{dataset}.pdf", caption="../report/regimes_strip.rst",
-                     category="Real data"),
-        neighbours=report("results/figures/regimes_neighbours_{dataset}.pdf",
-                          caption="../report/regimes_neighbours.rst", category="Real data"),
-        extra=[p for stem in REGIMES_FIGURES for p in with_provenance(
-            f"results/figures/regimes_{stem}_{{dataset}}.png")] + [provenance(
-            f"results/figures/regimes_{stem}_{{dataset}}.pdf") for stem in REGIMES_FIGURES],
+        phi=report("results/figures/regimes_phi_{dataset}.pdf", caption="../report/pdf.rst", category=REPORT_PDF),
+        collapse=report("results/figures/regimes_collapse_{dataset}.pdf", caption="../report/pdf.rst",
+                        category=REPORT_PDF),
+        strip=report("results/figures/regimes_strip_{dataset}.pdf", caption="../report/pdf.rst",
+                     category=REPORT_PDF),
+        neighbours=report("results/figures/regimes_neighbours_{dataset}.pdf", caption="../report/pdf.rst",
+                          category=REPORT_PDF),
+        pngs=[report(f"results/figures/regimes_{stem}_{{dataset}}.png", caption=f"../report/regimes_{stem}.rst",
+                     category=REPORT_REGIMES, labels=report_labels("figure", f"regimes_{stem}"))
+              for stem in REGIMES_FIGURES],
+        extra=[provenance(f"results/figures/regimes_{stem}_{{dataset}}.{ext}")
+               for stem in REGIMES_FIGURES for ext in ("png", "pdf")],
     log:
         "results/logs/regimes/{dataset}_figures.log",
-    threads: 1
+    threads: rule_threads("regimes_figures")
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **rule_resources("regimes_figures"),
     shell:
         "{CLI} regimes-figures --table {input.table} --dataset {wildcards.dataset}"
         " --regimes-dir results/regimes/{wildcards.dataset} --subset {input.subset} --phi {output.phi}"

@@ -6,22 +6,22 @@ rule spectrum:
         subset="results/data/{dataset}/subset.pt",
     output:
         row="results/spectra/{dataset}.json",
-        pdf=report(
-            "results/figures/scree_{dataset}.pdf",
+        pdf=report("results/figures/scree_{dataset}.pdf", caption="../report/pdf.rst", category=REPORT_PDF),
+        png=report(
+            "results/figures/scree_{dataset}.png",
             caption="../report/scree.rst",
-            category="Table 1: spectra",
+            category=REPORT_SPECTRA,
+            labels=lambda wc: {"kind": "figure", "content": f"covariance spectrum, {wc.dataset}"},
         ),
-        png="results/figures/scree_{dataset}.png",
         sidecars=[provenance(f"results/figures/scree_{{dataset}}.{ext}") for ext in ("pdf", "png")],
     params:
         spec=lambda w: spec("spectra"),
         seed=config["seed"],
     log:
         "results/logs/spectrum/{dataset}.log",
-    threads: 2
+    threads: rule_threads("spectrum")
     resources:
-        mem_mb=8000,
-        runtime=60,
+        **rule_resources("spectrum"),
     shell:
         "{CLI} spectrum --spec {params.spec:q} --seed {params.seed} --threads {threads}"
         " --subset {input.subset} --output {output.row} --figure {output.pdf} 2> {log}"
@@ -30,10 +30,13 @@ rule spectrum:
 rule spectra_table:
     input:
         rows=expand("results/spectra/{dataset}.json", dataset=list(config.get("datasets", {}))),
-        former=Path(workflow.basedir) / "former" / "table1.csv",
+        former=repo_path("former/table1.csv"),
     output:
         table=report(
-            "results/tables/spectra.csv", caption="../report/spectra.rst", category="Table 1: spectra"
+            "results/tables/spectra.csv",
+            caption="../report/spectra.rst",
+            category=REPORT_SPECTRA,
+            labels={"kind": "table", "content": "Λ and t_S vs the paper's Table 1"},
         ),
         sidecar=provenance("results/tables/spectra.csv"),
     params:
@@ -41,10 +44,9 @@ rule spectra_table:
         seed=config["seed"],
     log:
         "results/logs/spectra_table.log",
-    threads: 1
+    threads: rule_threads("spectra_table")
     resources:
-        mem_mb=1000,
-        runtime=5,
+        **rule_resources("spectra_table"),
     shell:
         "{CLI} spectra-table --spec {params.spec:q} --seed {params.seed} --former {input.former}"
         " --output {output.table} {input.rows} 2> {log}"

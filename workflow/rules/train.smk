@@ -16,13 +16,21 @@ rule train_ddpm:
         subset="results/data/{dataset}/subset.pt",
     output:
         checkpoint="results/models/{dataset}/unet/final.pt",
-        loss="results/tables/ddpm_loss_{dataset}.csv",
-        figure=report(
-            "results/figures/ddpm_training_{dataset}.pdf",
-            caption="../report/ddpm_training.rst",
-            category="Learned denoisers",
+        loss=report(
+            "results/tables/ddpm_loss_{dataset}.csv",
+            caption="../report/ddpm_loss.rst",
+            category=REPORT_LEARNED,
+            labels=lambda wc: {"kind": "table", "content": f"training loss, {wc.dataset}"},
         ),
-        png="results/figures/ddpm_training_{dataset}.png",
+        figure=report(
+            "results/figures/ddpm_training_{dataset}.pdf", caption="../report/pdf.rst", category=REPORT_PDF
+        ),
+        png=report(
+            "results/figures/ddpm_training_{dataset}.png",
+            caption="../report/ddpm_training.rst",
+            category=REPORT_LEARNED,
+            labels=lambda wc: {"kind": "figure", "content": f"loss and samples, {wc.dataset}"},
+        ),
         sidecars=[
             provenance(p)
             for p in (
@@ -38,11 +46,9 @@ rule train_ddpm:
         run_dir=lambda wc: f"results/models/{wc.dataset}/unet/runs",
     log:
         "results/logs/train_ddpm/{dataset}.log",
-    threads: config["train"]["threads"]
+    threads: rule_threads("train_ddpm")
     resources:
-        gpu=1,
-        mem_mb=config["train"]["mem_mb"],
-        runtime=config["train"]["runtime_min"],
+        **rule_resources("train_ddpm"),
     shell:
         "{CLI} train-ddpm --spec {params.spec:q} --unet-spec {params.unet:q} --seed {config[seed]}"
         " --device {config[device]} --threads {threads} --dataset {wildcards.dataset}"

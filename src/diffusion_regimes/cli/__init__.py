@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
 
 from diffusion_regimes.cli import data as _data
 from diffusion_regimes.cli import gaussian_mixture, ideal
 from diffusion_regimes.cli import train as _train
+from diffusion_regimes.cli.common import JOB_SUMMARY
 from diffusion_regimes.errors import PipelineError
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
@@ -55,12 +57,44 @@ def network_commands(parser: argparse.ArgumentParser | None = None) -> frozenset
     )
 
 
+def gpu_capable_commands(parser: argparse.ArgumentParser | None = None) -> frozenset[str]:
+    """Sub-commands without a network that still run their heavy arithmetic on ``--device``.
+
+    Marked with ``set_defaults(..., gpu_capable=True)``; their rules may request ``gpu`` (from
+    ``resources.<rule>.gpu``) where the problem size needs one, but need not.
+    """
+    parser = parser or build_parser()
+    return frozenset(
+        name
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+        for name, sub in action.choices.items()
+        if sub.get_default("gpu_capable")
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # A command puts its headline numbers here (final loss, accuracy, Λ ± SE, t_S, pairs, ...); they
+    # close the job's log in one line, so a log answers "what came out" without opening the tables.
+    summary: dict = {}
+    token = JOB_SUMMARY.set(summary)
+    start = time.perf_counter()
     try:
         result = args.func(args)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        JOB_SUMMARY.reset(token)
+    closing = summary_line(args.command, summary, wall_seconds=time.perf_counter() - start)
+    logging.getLogger("diffusion_regimes.cli").info("%s", closing)
     return int(result or 0)
+
+
+def summary_line(command: str, summary: dict, *, wall_seconds: float) -> str:
+    """``done <command>: key value, ..., wall N s`` with floats to 4 significant digits."""
+    parts = [f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+             for key, value in summary.items()]
+    return f"done {command}: " + ", ".join([*parts, f"wall {wall_seconds:.1f} s"])

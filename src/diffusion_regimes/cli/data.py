@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from diffusion_regimes.cli.common import add_spec_arguments
+from diffusion_regimes.cli.common import add_spec_arguments, job_summary
 from diffusion_regimes.config import from_json, to_dict
 from diffusion_regimes.errors import DataError
 
@@ -23,6 +23,7 @@ def _prepare(args: argparse.Namespace) -> int:
     spec = from_json(DatasetSpec, args.spec, where=f"datasets.{args.name}")
     subset = prepare_subset(spec, name=args.name)
     subset.save(args.output)
+    job_summary().update(dataset=args.name, images=subset.n, d=subset.d)
     log.info("%s: %d images of %s, shape %s, channel means %s", args.name, subset.n, subset.classes,
              subset.shape, subset.channel_means.tolist())
     return 0
@@ -61,6 +62,12 @@ def _spectrum(args: argparse.Namespace) -> int:
     from diffusion_regimes.provenance import write_json
 
     write_json(args.output, row)
+    job_summary().update({
+        "dataset": subset.dataset, "n": subset.n, "d": subset.d,
+        "Λ (first channel)": f"{result.lambda_first_channel:.4g} ± {result.se_first_channel:.2g}",
+        "t_S": result.t_s_first_channel,
+        "Λ (all channels)": f"{result.lambda_all_channels:.4g} ± {result.se_all_channels:.2g}",
+    })
     fig = scree_figure(row)
     save_figure(fig, args.figure, config={"spectra": to_dict(options), "dataset": spec}, seed=args.seed)
     return 0

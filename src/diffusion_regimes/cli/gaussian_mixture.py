@@ -19,7 +19,7 @@ import torch
 
 from diffusion_regimes import config as cfg
 from diffusion_regimes import theory
-from diffusion_regimes.cli.common import add_spec_arguments
+from diffusion_regimes.cli.common import add_spec_arguments, job_summary
 from diffusion_regimes.errors import ConfigError, DataError
 from diffusion_regimes.provenance import write_table
 from diffusion_regimes.runtime import resolve_device, set_threads
@@ -70,6 +70,8 @@ def _speciation(args: argparse.Namespace) -> None:
              args.engine, pairs, res.crossing.time, res.crossing.low, res.crossing.high, t_s, elapsed)
     write_table(frame, args.output, config=cfg.to_dict(section), seed=seed,
                 extra={"wall_seconds": elapsed, "engine": args.engine, "d": args.d})
+    job_summary().update(d=args.d, engine=args.engine, pairs=pairs, t_S_measured=float(res.crossing.time),
+                        t_S_theory=t_s)
 
 
 def _collapse(args: argparse.Namespace) -> None:
@@ -96,6 +98,8 @@ def _collapse(args: argparse.Namespace) -> None:
              res.numeric.low, res.numeric.high, res.t_c_theory, elapsed)
     write_table(frame, args.output, config=cfg.to_dict(section), seed=seed,
                 extra={"wall_seconds": elapsed, "d": args.d, "device": str(device)})
+    job_summary().update(d=args.d, n=co.n, t_C_numeric=float(res.numeric.time),
+                         t_C_theory=float(res.t_c_theory))
 
 
 def _collapse_law(args: argparse.Namespace) -> None:
@@ -186,12 +190,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_spec_arguments(p)
     p.add_argument("--d", type=int, required=True, help="dimension")
     p.add_argument("--output", required=True, help="partial CSV table")
-    p.set_defaults(func=_collapse)
+    # heavy distance matrices on --device: may ask for a GPU (paper sizes need one, config/README.md)
+    p.set_defaults(func=_collapse, gpu_capable=True)
 
     p = sub.add_parser("gm-collapse-law", help="numerical t_C on the (n, d) grid of law:")
     add_spec_arguments(p)
     p.add_argument("--output", required=True)
-    p.set_defaults(func=_collapse_law)
+    p.set_defaults(func=_collapse_law, gpu_capable=True)
 
     p = sub.add_parser("gm-merge", help="concatenate partial gm-speciation / gm-collapse tables")
     add_spec_arguments(p)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from diffusion_regimes.cli.common import add_spec_arguments
+from diffusion_regimes.cli.common import add_spec_arguments, job_summary
 from diffusion_regimes.config import from_json, to_dict
 from diffusion_regimes.errors import ConfigError, DataError
 from diffusion_regimes.provenance import save_torch, write_json, write_table
@@ -58,10 +58,13 @@ def _classifier_train(args: argparse.Namespace) -> None:
     trained = train_classifier(subset.images, subset.labels, spec=spec, seed=args.seed,
                                device=resolve_device(args.device), progress=True)
     held_out = probabilities(trained.model, subset.images[trained.held_out])
+    real_confident = confident_fraction(held_out, level=CONFIDENT)
     save_classifier(trained, args.out, seed=args.seed, extra={
         "dataset": subset.dataset, "classes": list(subset.classes),
         # the quality gate of generated samples compares against this (confident = max probability >= 0.9)
-        "held_out_confident_fraction": confident_fraction(held_out, level=CONFIDENT)})
+        "held_out_confident_fraction": real_confident})
+    job_summary().update(held_out_accuracy=trained.accuracy, held_out_confident_fraction=real_confident,
+                         train_images=trained.n_train)
     if trained.accuracy < spec.min_accuracy:
         raise DataError(f"classifier held-out accuracy {trained.accuracy:.3f} < classifier.min_accuracy "
                         f"{spec.min_accuracy}; raise classifier.epochs or use architecture: resnet18")
@@ -148,6 +151,10 @@ def _regimes_clone(args: argparse.Namespace) -> None:
                "real_confident_fraction": record.get("held_out_confident_fraction", float("nan")),
                **model_record}
     write_json(args.summary, summary)
+    job_summary().update(model=args.model, n=args.n, pairs=pairs, t_S_fit=summary["t_s_fit"],
+                         t_C_fit=summary["t_c_phi_c_fit"], t_C_hat_mean=summary["t_c_hat_mean"],
+                         memorised_fraction=summary["memorised_fraction"],
+                         confident_fraction=summary["confident_fraction"])
     save_torch([(k, t, rows.float()) for k, t, rows in result.strip], args.strip)
     save_torch({"samples": result.samples.float(), "neighbours": result.neighbours,
                 "memorisation_ratio": torch.as_tensor(result.memorisation)}, args.samples)
@@ -167,7 +174,9 @@ def _regimes_entropy(args: argparse.Namespace) -> None:
     subset = _subset(args.subset, args.n)
     times = entropy_time_grid(spec.entropy_grid, t_min=spec.entropy_t_min, t_max=spec.entropy_t_max,
                               n_times=spec.entropy_times, step_every=spec.entropy_step_every)
-    res = excess_entropy(subset.flat(torch.float64), times=times, n_prime=spec.n_prime,
+    # the distance matmuls follow the data's device: a GPU makes paper-size n' feasible (config/README.md)
+    res = excess_entropy(subset.flat(torch.float64).to(resolve_device(args.device)), times=times,
+                         n_prime=spec.n_prime,
                          generator=torch.Generator().manual_seed(args.seed),
                          max_chunk_bytes=spec.max_chunk_bytes, progress=True)
     tc = collapse_time(res)
@@ -176,6 +185,8 @@ def _regimes_entropy(args: argparse.Namespace) -> None:
                           "t_c_entropy_low": tc.low, "t_c_entropy_high": tc.high, "n": res.n, "d": res.d,
                           "n_prime": res.n_prime})
     write_table(table, args.out, config={"ideal": to_dict(spec), "n": args.n}, seed=args.seed)
+    job_summary().update(n=res.n, d=res.d, n_prime=res.n_prime, alpha=float(res.alpha),
+                         t_C_entropy=float(tc.time))
 
 
 def _spectrum_of(path: str, dataset: str) -> tuple[float, float]:
@@ -311,7 +322,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--subset", required=True)
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--out", required=True)
-    p.set_defaults(func=_regimes_entropy)
+    p.set_defaults(func=_regimes_entropy, gpu_capable=True)
 
     p = sub.add_parser("regimes-row", help="one row of the regimes table")
     p.add_argument("--spec", required=True, help="JSON of the ideal section (quality-gate thresholds)")

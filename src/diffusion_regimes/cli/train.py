@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from diffusion_regimes import runtime
-from diffusion_regimes.cli.common import add_spec_arguments
+from diffusion_regimes.cli.common import add_spec_arguments, job_summary
 from diffusion_regimes.config import from_json, to_dict
 from diffusion_regimes.errors import DataError
 from diffusion_regimes.provenance import save_torch, write_sidecar, write_table
@@ -124,4 +124,9 @@ def run(args: argparse.Namespace) -> int:
     train_and_report(subset.images, to_pixels=subset.to_pixels, dataset=args.dataset, unet=unet, config=config,
                      seed=args.seed, device=device, run_dir=args.run_dir, checkpoint=args.checkpoint,
                      loss_table=args.loss_table, figure=args.figure)
+    import pandas as pd
+
+    losses = pd.read_csv(args.loss_table)
+    job_summary().update(dataset=args.dataset, steps=int(losses["step"].iloc[-1]),
+                         final_loss=float(losses["loss"].iloc[-1]))
     return 0

@@ -68,8 +68,29 @@ def collapse_figure(table: pd.DataFrame, *, sigma: float):
     return fig
 
 
+def log_axis_ticks(low: float, high: float) -> list[float]:
+    """Tick values for a log axis over [low, high]: the coarsest of 1, 1-2-5 or 1-1.5-2-3-5-7 per decade
+    that gives at least three ticks.
+
+    Labelled explicitly (no minor labels): matplotlib labels minor ticks on a log axis spanning less than
+    a decade, and on a narrow axis those "2×10⁻¹ 3×10⁻¹ 4×10⁻¹" labels run into each other.
+    """
+    for mantissas in ((1.0,), (1.0, 2.0, 5.0), (1.0, 1.5, 2.0, 3.0, 5.0, 7.0)):
+        ticks = [
+            float(f"{m * 10.0**e:.6g}")  # 0.15, not 0.15000000000000002
+            for e in range(int(np.floor(np.log10(low))), int(np.ceil(np.log10(high))) + 1)
+            for m in mantissas
+            if low <= m * 10.0**e <= high
+        ]
+        if len(ticks) >= 3:
+            return ticks
+    return ticks
+
+
 def collapse_law_figure(table: pd.DataFrame, *, sigma: float):
     """t_C against alpha = log(n)/d: the law (line) and numerical t_C from f^e (points, +-2 SE band)."""
+    from matplotlib.ticker import NullFormatter
+
     fig, ax = new_figure(figsize=(5.0, 3.8))
     alpha = np.geomspace(table["alpha"].min() * 0.7, table["alpha"].max() * 1.4, 300)
     ax.plot(alpha, theory.t_collapse_of_alpha(alpha, sigma=sigma), color="0.2", lw=1.2,
@@ -80,6 +101,10 @@ def collapse_law_figure(table: pd.DataFrame, *, sigma: float):
         ax.errorbar(group["alpha"], group["t_C_numeric"], yerr=[lo.fillna(0), hi.fillna(0)], fmt="o", ms=4,
                     color=f"C{k}", capsize=2, label=f"numeric, $n={n}$")
     ax.set_xscale("log")
+    ticks = log_axis_ticks(float(alpha[0]), float(alpha[-1]))
+    ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlim(alpha[0], alpha[-1])
     ax.set_xlabel(r"$\alpha = \log(n)/d$")
     ax.set_ylabel("collapse time $t_C$")
     ax.set_title("Collapse-time law", fontsize=10)
@@ -88,19 +113,35 @@ def collapse_law_figure(table: pd.DataFrame, *, sigma: float):
 
 
 def potential_figure(*, d: int, mu_tilde: float, offsets: tuple[float, ...]):
-    """V(q, t) at times t_S + offset: a single well above t_S, a double well below."""
-    fig, ax = new_figure(figsize=(5.0, 3.8))
+    """V(q, t) at times t_S + offset: a single well above t_S, a double well below.
+
+    The q range is set by the deepest wells: for t below t_S the minima sit near
+    q* = 2 mu_tilde^2 e^{-t} sqrt(d) (where tanh saturates in V'(q) = 0), which moves out fast as t falls,
+    so a fixed range would cut them off and show only a falling curve.
+    """
+    fig, ax = new_figure(figsize=(6.6, 3.8))
     t_s = float(theory.t_speciation(d))
-    q = np.linspace(-3.0, 3.0, 601)
-    for k, off in enumerate(sorted(offsets, reverse=True)):
-        t = t_s + off
-        if t <= 0:
-            continue
+    times = [(off, t_s + off) for off in sorted(offsets, reverse=True) if t_s + off > 0]
+    q_star = max([2.0 * mu_tilde**2 * np.exp(-t) * np.sqrt(d) for _, t in times] + [2.0])
+    q = np.linspace(-1.25 * q_star, 1.25 * q_star, 1201)
+    centre = q.size // 2  # q = 0
+    lowest = 0.0
+    for k, (off, t) in enumerate(times):
         v = theory.potential(q, t, d=d, mu_tilde=mu_tilde)
-        ax.plot(q, v - v[300], color=f"C{k}", lw=1.3, label=f"$t = t_S {off:+.1f}$ ({t:.2f})")
+        v = v - v[centre]
+        ax.plot(q, v, color=f"C{k}", lw=1.3, label=f"$t = t_S {off:+.1f}$ ({t:.2f})")
+        inner = slice(1, -1)
+        is_min = (v[inner] < v[:-2]) & (v[inner] < v[2:])
+        wells = q[inner][is_min]
+        if wells.size:
+            ax.plot(wells, v[inner][is_min], "o", ms=3.5, color=f"C{k}")
+        lowest = min(lowest, float(v.min()))
+    ax.plot([], [], "o", ms=3.5, color="0.3", label="minima of $V$")
     ax.set_xlabel(r"$q = m\cdot x / \sqrt{d}$")
     ax.set_ylabel(r"$V(q, t) - V(0, t)$")
-    ax.set_ylim(-6, 4.5)
-    ax.set_title(f"Effective potential, $d = {d}$, $t_S = {t_s:.2f}$", fontsize=10)
-    ax.legend(fontsize=7.5)
+    depth = max(abs(lowest), 1.0)
+    ax.set_ylim(-1.1 * depth, 0.6 * depth)
+    ax.set_title(f"Effective potential, $d = {d}$, $t_S = {t_s:.2f}$: double well below $t_S$", fontsize=10)
+    # outside the axes: inside, it would hide a well whichever corner it took
+    ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     return fig
