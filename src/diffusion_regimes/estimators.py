@@ -142,7 +142,9 @@ def _lgamma(x: np.ndarray) -> np.ndarray:
 def _log_likelihood_rows(p: np.ndarray, counts: np.ndarray, n: int) -> np.ndarray:
     """Binomial log-likelihood without coefficients: curves ``p`` (G, B) x counts (B, C) -> (G, C)."""
     pc = np.clip(p, _CLIP, 1.0 - _CLIP)
-    return np.log(pc) @ counts + np.log1p(-pc) @ (n - counts)
+    log_q = np.log1p(-pc)
+    # k log p + (n - k) log(1 - p) = k logit(p) + n log(1 - p): one matrix product instead of two
+    return (np.log(pc) - log_q) @ counts + n * log_q.sum(axis=1, keepdims=True)
 
 
 def _grid_argmax(p: np.ndarray, counts: np.ndarray, n: int) -> np.ndarray:
@@ -200,7 +202,12 @@ def _phi_from_log_lambda(log_lambda: np.ndarray, times: np.ndarray) -> np.ndarra
     """
     log_b_table, phi_table = _phi_table()
     log_b = math.log(2.0) + 0.5 * np.log(np.expm1(log_lambda)) - times
-    phi = np.interp(log_b, log_b_table, phi_table)
+    # linear interpolation on the uniform grid by direct indexing (np.interp bisects: ~5x slower)
+    step = log_b_table[1] - log_b_table[0]
+    x = np.clip((log_b - log_b_table[0]) / step, 0.0, log_b_table.size - 1.0)
+    i = np.minimum(x.astype(np.intp), log_b_table.size - 2)
+    frac = x - i
+    phi = phi_table[i] + frac * (phi_table[i + 1] - phi_table[i])
     return np.where(log_b > log_b_table[-1], 1.0, phi)
 
 
