@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.special import gammaln
 
 from diffusion_regimes import theory
 from diffusion_regimes.errors import ConfigError, DataError
@@ -132,11 +133,7 @@ def _counts(agree: torch.Tensor, *, n_boot: int, generator: torch.Generator) -> 
 def _log_binomial_coefficients(counts: np.ndarray, n: int) -> np.ndarray:
     """``sum_b log C(n, k_b)`` per column of ``counts`` (B, R) -> (R,); bootstrap counts are integers."""
     k = np.rint(counts)
-    return np.sum(math.lgamma(n + 1) - _lgamma(k + 1) - _lgamma(n - k + 1), axis=0)
-
-
-def _lgamma(x: np.ndarray) -> np.ndarray:
-    return torch.lgamma(torch.as_tensor(x, dtype=torch.float64)).numpy()
+    return np.sum(gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1), axis=0)
 
 
 def _log_likelihood_rows(p: np.ndarray, counts: np.ndarray, n: int) -> np.ndarray:
@@ -178,6 +175,9 @@ def _percentile_interval(
     return np.where(enough, lo, np.nan), np.where(enough, hi, np.nan)
 
 
+def _std(values: np.ndarray, ok: np.ndarray) -> float:
+    """Bootstrap standard deviation of the replicates that did not fail (nan with fewer than two)."""
+    return float(np.std(values[ok], ddof=1)) if np.count_nonzero(ok) > 1 else float("nan")
 
 
 def _check_confidence(confidence: float) -> None:
@@ -297,10 +297,6 @@ def _golden_section(
         fc, fd = np.where(left, fp, fd), np.where(left, fc, fp)
         c, d = c_new, d_new
     return 0.5 * (a + b)
-
-
-def _std(values: np.ndarray, ok: np.ndarray) -> float:
-    return float(np.std(values[ok], ddof=1)) if np.count_nonzero(ok) > 1 else float("nan")
 
 
 # ------------------------------------------------------------------------------- logistic family
