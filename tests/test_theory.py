@@ -105,3 +105,29 @@ def test_score_is_gradient_of_log_density():
         (grad,) = torch.autograd.grad(log_p.sum(), x)
         torch.testing.assert_close(GaussianMixtureScore(m, sigma=sigma)(x.detach(), t), grad,
                                    rtol=1e-12, atol=1e-12)
+
+
+def test_cloning_probability_of_b_limits_and_tail():
+    # small b: s(w) = 1/2 + w/4 - w^3/48 + ..., E[w] = b^2/2, so phi = 1/2 + b^2/8 + O(b^4)
+    b = np.array([0.0, 1e-3, 1e-2])
+    np.testing.assert_allclose(theory.cloning_probability_of_b(b), 0.5 + b**2 / 8, rtol=0, atol=1e-9)
+    # the tail 1 - phi = E_z[s(-(b^2/2 + b z))] by adaptive quadrature (relative accuracy where it is tiny)
+    for bb in (6.0, 10.0):
+        ref, _ = integrate.quad(lambda z, bb=bb: math.exp(-z * z / 2) / math.sqrt(2 * math.pi)
+                                / (1 + math.exp(bb * bb / 2 + bb * z)), -40, 10, points=[-bb / 2], limit=200,
+                                epsabs=0, epsrel=1e-10)
+        assert 1.0 - theory.cloning_probability_of_b(bb) == pytest.approx(ref, rel=1e-6)
+    # beyond b = 40 the function is 1 exactly; just below, 1 up to the ~1e-13 rounding of the quadrature sum
+    assert theory.cloning_probability_of_b(39.9) == pytest.approx(1.0, abs=1e-12)
+    assert theory.cloning_probability_of_b(1e4) == 1.0
+
+
+def test_cloning_probability_spike_broadcasts_over_norm_and_time():
+    t = np.linspace(0.0, 6.0, 7)
+    m2 = np.array([[64.0], [1024.0]])
+    phi = theory.cloning_probability_spike(t[None, :], norm_m2=m2, sigma=0.8)
+    assert phi.shape == (2, 7)
+    # one quadrature grid per call (sized by the largest b), so separate calls differ by rounding (~1e-14)
+    np.testing.assert_allclose(phi[1], theory.cloning_probability(t, d=1024, sigma=0.8), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(phi[0], theory.cloning_probability(t, d=256, mu_tilde=0.5, sigma=0.8),
+                               rtol=0, atol=1e-12)

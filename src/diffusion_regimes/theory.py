@@ -38,7 +38,7 @@ __all__ = [
 # Gauss-trapezoid settings of :func:`cloning_probability` (see there for the error argument).
 _Z_RANGE = 12.0  # |z| <= 12 holds all but 4e-33 of the standard normal mass
 _W_STEP = 0.25  # trapezoid step in the sigmoid's own variable w = a + b z
-_B_SATURATED = 40.0  # phi(b) = 1 in float64 beyond (see cloning_probability_of_b)
+_B_SATURATED = 40.0  # phi(b) = 1 to 1e-21 beyond (see cloning_probability_of_b)
 
 
 def delta(t: np.ndarray | float) -> np.ndarray:
@@ -91,8 +91,9 @@ def cloning_probability_of_b(b: np.ndarray | float) -> np.ndarray:
     Quadrature: trapezoid in z on [-12, 12] with step ``min(1, 1/b) * 0.25``.  The integrand is analytic
     in the strip |Im w| < pi of w = a + b z (poles of the sigmoid at w = i pi) and the Gaussian is entire,
     so the trapezoid error is ~exp(-2 pi^2 / 0.25) < 1e-30 plus the truncated mass 4e-33: far below the
-    1e-6 asked for, at a grid of ~100 max(b, 1) points shared by all entries.  For ``b > 40`` phi is 1 in
-    float64: ``1 - phi <= P(z < -b/4) + s(-b^2/4) < 1e-21``, so those entries skip the (long) grid.
+    1e-6 asked for, at a grid of ~100 max(b, 1) points shared by all entries.  For ``b > 40`` phi is set to
+    1: ``1 - phi <= P(z < -b/4) + s(-b^2/4) < 1e-21``, below the ~1e-13 rounding of the quadrature sum
+    itself, so those entries skip the (long) grid.
     """
     b_arr = np.abs(np.asarray(b, dtype=np.float64))
     flat = b_arr.reshape(-1)
