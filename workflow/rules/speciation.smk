@@ -53,8 +53,9 @@ rule regimes_clone:
     log:
         "results/logs/regimes/{dataset}_n{n}_{model}_clone.log",
     # resources.regimes_clone.threads (default 1): on a small shared CPU one thread per job and jobs in
-    # parallel is fastest
-    threads: rule_threads("regimes_clone")
+    # parallel is fastest; the UNet sweeps (resources.regimes_clone_unet.threads) run last, after training,
+    # when the other jobs are done, so the default gives them both cores
+    threads: lambda wc: rule_threads("regimes_clone_unet" if wc.model == "unet" else "regimes_clone")
     resources:
         **rule_resources("regimes_clone"),
     shell:
