@@ -25,7 +25,7 @@ def _data(n, d, seed=0):
 
 
 def _direct(data, times, n_prime, seed):
-    """f^e = s_sep - s^e from the definitions (SCIENCE.md section 2), float64, same random draws."""
+    """f^e = s_sep - s^e from the definitions (docs/science.md section 2), float64, same random draws."""
     n, d = data.shape
     gen = torch.Generator().manual_seed(seed)
     out = []
@@ -142,7 +142,7 @@ def test_collapse_time_reads_theory_zero():
 
 def test_entropy_grid_on_ddpm_steps_is_the_authors_grid():
     # Steps 50, 100, ..., 950 mapped by t = -1/2 log alpha_bar(k), alpha_bar(k) = prod_{s<=k} (1 - beta_s)
-    # with beta linear from 1e-4 to 2e-2 over 1000 steps (SCIENCE.md section 1), computed here independently.
+    # with beta linear from 1e-4 to 2e-2 over 1000 steps (docs/science.md section 1), computed here independently.
     times = entropy_time_grid("ddpm_steps", t_min=0.02, t_max=3.0, n_times=20, step_every=50)
     betas = np.linspace(1e-4, 2e-2, 1000)
     expected = -0.5 * np.cumsum(np.log1p(-betas))[np.arange(50, 1000, 50) - 1]

@@ -54,7 +54,7 @@ def test_theory_fit_of_expected_counts_returns_the_true_lambda():
 
 @pytest.mark.parametrize("d", [256, 1024])
 def test_theory_fit_recovers_lambda_of_gaussian_mixture_clones(d):
-    """Clone pairs of the exact 1-D engine (SCIENCE.md section 3): 1/2 log Lambda_eff = 1/2 log(d + 1).
+    """Clone pairs of the exact 1-D engine (docs/science.md section 3): 1/2 log Lambda_eff = 1/2 log(d + 1).
 
     Branch times on the Euler grid (step 0.01) from t_S - 1.2 to t_S + 1.6; the trunks start from exact
     samples of P_t just above the last branch time.  The Euler bias at this step is well below one

@@ -125,7 +125,7 @@ from diffusion_regimes.schedule import DDPMSchedule  # noqa: E402
 
 
 def _ancestral_reference(x, score, gen, sched):
-    """The 1000-step ancestral update of SCIENCE.md section 1 written out step by step (no noise at k = 1)."""
+    """The 1000-step ancestral update of docs/science.md section 1 written out step by step (no noise at k = 1)."""
     for k in range(sched.n_steps, 0, -1):
         beta = float(sched.betas[k])
         noise = torch.randn(x.shape, dtype=x.dtype, generator=gen)
@@ -194,7 +194,7 @@ def test_invalid_respacing_is_rejected():
 
 
 def test_respaced_k100_gaussian_mixture_moments():
-    """K = 100 respaced steps with the exact mixture score (SCIENCE.md section 3, d = 2, m = (2, 2),
+    """K = 100 respaced steps with the exact mixture score (docs/science.md section 3, d = 2, m = (2, 2),
     sigma = 1) from the exact P_T: cluster weights, means and variances of N(+-m, I) within 3 SE.
 
     The respaced sampler has an O(1/K) discretisation bias: measured on 400 000 samples (1-D, |m| = 2.83)

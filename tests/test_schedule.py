@@ -20,7 +20,7 @@ def test_ddpm_schedule_matches_definition():
     # alpha_bar(k) = prod (1 - beta_s), evaluated independently in log space
     log_ab = sum(math.log(1 - (1e-4 + (2e-2 - 1e-4) * (k - 1) / 999)) for k in range(1, 1001))
     assert s.alpha_bar[1000].item() == pytest.approx(math.exp(log_ab), rel=1e-10)
-    # SCIENCE.md section 1: k = 1000 is t ~ 5.05
+    # docs/science.md section 1: k = 1000 is t ~ 5.05
     assert s.time_of_step(1000) == pytest.approx(5.05, abs=0.01)
     assert s.time_of_step(0) == 0.0
     assert torch.all(torch.diff(s.times) > 0)

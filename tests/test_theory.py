@@ -1,4 +1,4 @@
-"""Closed forms of the Gaussian mixture (SCIENCE.md section 3) against independent evaluations."""
+"""Closed forms of the Gaussian mixture (docs/science.md section 3) against independent evaluations."""
 
 import math
 
@@ -13,7 +13,7 @@ from diffusion_regimes.score import GaussianMixtureScore, gamma_t
 
 
 def _phi_quad(t, d, sigma=1.0):
-    """The integral exactly as SCIENCE.md writes it, in y, by adaptive quadrature (scipy.quad)."""
+    """The integral exactly as docs/science.md writes it, in y, by adaptive quadrature (scipy.quad)."""
     u = math.sqrt(d) * math.exp(-t)
     v = gamma_t(t, sigma)
 
@@ -47,7 +47,7 @@ def test_cloning_probability_limits_and_crossing():
     assert theory.cloning_probability(0.0, d=d) == pytest.approx(1.0, abs=1e-12)
     # t -> infinity: P_t forgets the class, two clones agree by chance
     assert theory.cloning_probability(40.0, d=d) == pytest.approx(0.5, abs=1e-12)
-    # curves for every d cross near 0.775 at t_S = 1/2 log d (SCIENCE.md section 3)
+    # curves for every d cross near 0.775 at t_S = 1/2 log d (docs/science.md section 3)
     for dd in (256, 1024, 4096, 16384):
         assert theory.cloning_probability(theory.t_speciation(dd), d=dd) == pytest.approx(0.775, abs=2e-3)
     phi = theory.cloning_probability(np.linspace(0, 12, 200), d=d)

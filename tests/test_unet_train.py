@@ -51,7 +51,7 @@ def test_output_shape_equals_input_shape(name):
 
 
 def test_paper_preset_parameter_count():
-    # SCIENCE.md section 6: "about 25.7 M parameters at 3x32x32"; the issue allows 2 %.
+    # docs/science.md section 6: "about 25.7 M parameters at 3x32x32"; the issue allows 2 %.
     n = count_parameters(UNet(preset("paper", in_channels=3, image_size=32)))
     assert abs(n - 25.7e6) / 25.7e6 < 0.02
     # The same layout at DDPM's CIFAR-10 settings reproduces DDPM's published 35.7 M (Ho et al. 2020).

@@ -1,4 +1,4 @@
-"""Two-class image classifier used to label generated samples for phi(t) (SCIENCE.md section 5).
+"""Two-class image classifier used to label generated samples for phi(t) (docs/science.md section 5).
 
 The paper uses a ResNet-18 (> 95 % test accuracy); the default here is a small CNN that reaches that on
 the MNIST pair in seconds on a CPU.  Both are written in this module.  The paper fine-tunes an

@@ -3,7 +3,7 @@
 The workflow validates the whole YAML config against ``workflow/schemas/config.schema.yaml`` at parse
 time (before any job runs).  Each experiment declares the section it needs as a frozen dataclass;
 :func:`build` turns a plain mapping into that dataclass, rejecting unknown keys and listing the valid ones
-(ARCHITECTURE.md principles 3 and 9).
+(docs/architecture.md principles 3 and 9).
 """
 
 from __future__ import annotations

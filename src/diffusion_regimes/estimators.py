@@ -1,10 +1,10 @@
-"""Curve fits of phi(t) and phi_C(t) that use every branch time at once (SCIENCE.md section 5).
+"""Curve fits of phi(t) and phi_C(t) that use every branch time at once (docs/science.md section 5).
 
 The 0.775 crossing of :func:`measures.crossing_time` uses the two branch times around the crossing; the
 fits here use all of them, with a binomial likelihood per branch time:
 
 * :func:`fit_speciation_theory` -- one parameter, the two-cluster Gaussian-mixture phi curve
-  (SCIENCE.md section 3) with sigma = 1 and ``|m|^2 = Lambda_eff - 1``; ``t_S,fit = 1/2 log Lambda_eff``;
+  (docs/science.md section 3) with sigma = 1 and ``|m|^2 = Lambda_eff - 1``; ``t_S,fit = 1/2 log Lambda_eff``;
 * :func:`fit_speciation_logistic` -- two parameters, ``phi = 1/2 + 1/2 s(-(t - t_mid)/w)``, a shape check;
 * :func:`fit_collapse_logistic` -- two parameters, ``phi_C = s(-(t - t_c)/w)``, t_C where it crosses 1/2.
 
@@ -252,7 +252,7 @@ def fit_speciation_theory(
 
     ``times`` (B,) branch times in any order, ``agree`` (B, N) 0/1 same-class indicator of pair j at branch
     time b.  The likelihood is binomial per branch time, ``sum_b k_b log phi_b + (N - k_b) log(1 - phi_b)``
-    with ``phi_b = phi(t_b; Lambda_eff)`` (SCIENCE.md section 3 with sigma = 1, ``|m|^2 = Lambda_eff - 1``),
+    with ``phi_b = phi(t_b; Lambda_eff)`` (docs/science.md section 3 with sigma = 1, ``|m|^2 = Lambda_eff - 1``),
     maximised over log Lambda_eff in (0, log 1e6] by a grid and golden section.  ``time`` is
     ``1/2 log Lambda_eff``; the interval is the pair-bootstrap percentile interval.
     """
@@ -468,7 +468,7 @@ def fit_collapse_logistic(
     """Monotone fit of phi_C(t) from 1 to 0: ``phi_C = s(-(t - t_c)/w)``, w > 0, binomial ML.
 
     ``agree`` (B, N) is 1 where the two clones of pair j branched at ``times[b]`` end nearest to the same
-    training point (SCIENCE.md section 5).  ``time`` is where the fitted curve equals ``level`` (t_c for
+    training point (docs/science.md section 5).  ``time`` is where the fitted curve equals ``level`` (t_c for
     the default 1/2), with its pair-bootstrap percentile interval.
     """
     t, a = _validate(times, agree)

@@ -1,4 +1,4 @@
-"""The Gaussian-mixture experiments (SCIENCE.md section 3): speciation by cloning, collapse by f^e.
+"""The Gaussian-mixture experiments (docs/science.md section 3): speciation by cloning, collapse by f^e.
 
 * :class:`GaussianMixture` -- two equal-weight clusters ``N(+-m, sigma^2 I)``: data, exact samples of P_t,
   the analytic score, and the exact one-dimensional reduction to ``q = m.x / |m|``.
@@ -169,7 +169,7 @@ def speciation(
     dtype: torch.dtype = torch.float32,
     progress: bool = False,
 ) -> SpeciationResult:
-    """phi(t) by cloning (SCIENCE.md sections 3 and 5) with the ``full`` or the ``reduced`` engine.
+    """phi(t) by cloning (docs/science.md sections 3 and 5) with the ``full`` or the ``reduced`` engine.
 
     ``pairs`` trunks start from exact samples of ``P_T`` and run to t = 0 with Euler-Maruyama; at every
     branch time a clone is copied and continues with independent noise (:func:`sampler.clone_sweep`).
@@ -232,7 +232,7 @@ def collapse(
     device: torch.device | str = "cpu",
     progress: bool = False,
 ) -> CollapseResult:
-    """f^e(t)/alpha on ``n`` points of a mixture with a random direction m (SCIENCE.md section 3).
+    """f^e(t)/alpha on ``n`` points of a mixture with a random direction m (docs/science.md section 3).
 
     The training set is stored in float32 (like image data) and handed unchanged to the estimator.
     """

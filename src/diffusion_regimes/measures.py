@@ -1,7 +1,7 @@
 """Measurements on sampled trajectories: agreement fractions, bootstrap errors, crossing times.
 
 Used for phi(t) (same class), phi_C(t) (same nearest training point), the measured speciation time (phi
-crossing 0.775) and collapse time, with bootstrap confidence intervals (SCIENCE.md sections 3 and 5).
+crossing 0.775) and collapse time, with bootstrap confidence intervals (docs/science.md sections 3 and 5).
 Nearest training points come from one chunked matmul per block of training rows (never a loop over
 samples); the collapse time of a trajectory is :func:`collapse_times`.
 """
@@ -99,10 +99,10 @@ def crossing_with_interval(
 
 
 PHI_SPECIATION_LEVEL = 0.775
-"""phi(t) level defining the measured speciation time (finite-d curves cross there, SCIENCE.md section 3)."""
+"""phi(t) level defining the measured speciation time (finite-d curves cross there, docs/science.md section 3)."""
 
 PHI_COLLAPSE_LEVEL = 0.5
-"""phi_C(t) level defining the measured collapse time from clones (SCIENCE.md section 5)."""
+"""phi_C(t) level defining the measured collapse time from clones (docs/science.md section 5)."""
 
 MEMORISED_RATIO = 1.0 / 3.0
 """A sample is memorised when (distance to nearest) / (distance to second nearest training point) < 1/3."""
@@ -170,7 +170,7 @@ def memorisation_ratio(
 
 
 def collapse_times(indices: torch.Tensor, times: torch.Tensor, *, check_every: int = 1) -> torch.Tensor:
-    """Per-trajectory collapse time t̂_C from nearest-index histories (SCIENCE.md section 5).
+    """Per-trajectory collapse time t̂_C from nearest-index histories (docs/science.md section 5).
 
     ``indices``: ``(T+1, N)`` nearest training index of N trajectories at the grid times ``times``
     ``(T+1,)`` (descending, the last one is t = 0).  On the discrete grid, t̂_C is the largest grid time

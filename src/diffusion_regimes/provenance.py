@@ -1,7 +1,7 @@
 """Provenance and atomic output.
 
 Every table, figure and checkpoint gets a JSON sidecar ``<output>.provenance.json`` holding the resolved
-configuration, package version, git commit, seed, host and torch build (ARCHITECTURE.md principle 4).
+configuration, package version, git commit, seed, host and torch build (docs/architecture.md principle 4).
 Outputs are written to a temporary file in the same folder and renamed into place, so an interrupted
 run never leaves a half-written file under ``results/``.
 """

@@ -1,4 +1,4 @@
-"""Speciation and collapse measured on a model: the cloning experiment of SCIENCE.md section 5.
+"""Speciation and collapse measured on a model: the cloning experiment of docs/science.md section 5.
 
 One function, :func:`cloning_experiment`, serves every model: it receives a score (the exact empirical
 score -> model ``exact``, the ideal model; or a trained UNet through :class:`score.NoisePredictorScore` ->
@@ -217,7 +217,7 @@ def branch_indices(times: np.ndarray, integrator: DDPMAncestral) -> np.ndarray:
 
 @dataclass(frozen=True)
 class CloningResult:
-    """Outcome of :func:`cloning_experiment` (times are continuous OU times, SCIENCE.md section 1).
+    """Outcome of :func:`cloning_experiment` (times are continuous OU times, docs/science.md section 1).
 
     Per branch b (ascending t): ``phi``, ``phi_se`` (same class), ``phi_c``, ``phi_c_se`` (same nearest
     training point at t = 0) and the fitted curves.  Per trunk trajectory: ``t_collapse`` (t̂_C),
@@ -386,7 +386,7 @@ def cloning_experiment(
     chunk_dir: str | Path | None = None,
     progress: bool = False,
 ) -> CloningResult:
-    """Shared-trunk cloning from pure noise on a DDPM grid of ``steps`` steps, measured (SCIENCE.md section 5).
+    """Shared-trunk cloning from pure noise on a DDPM grid of ``steps`` steps, measured (docs/science.md section 5).
 
     ``training``: ``(n, C, H, W)`` (or ``(n, d)``) the model's training set, used for nearest training
     points (scaled by e^{-t} along the trunk).  ``labeller``: ``(M, C, H, W) -> (M, K)`` class

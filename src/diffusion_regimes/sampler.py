@@ -2,13 +2,13 @@
 
 A *score* is any callable ``score(x, t) -> F`` returning ``grad_x log P_t(x)`` for a batch ``x`` of shape
 ``(B, ...)`` at continuous time ``t`` (analytic Gaussian mixture, exact empirical score, or a noise-predicting
-network through an adapter); the sampler never knows which it has (ARCHITECTURE.md principle 1).
+network through an adapter); the sampler never knows which it has (docs/architecture.md principle 1).
 
 Two integrators share the one interface ``step(x, i, score, noise)`` which moves from ``times[i]`` to
 ``times[i+1]`` (descending, ending at ``t = 0``):
 
 * :class:`EulerMaruyama` on a uniform OU grid,
-  ``y(t - eta) = y + eta [y + 2 F(y, t)] + sqrt(2 eta) xi`` (SCIENCE.md section 1);
+  ``y(t - eta) = y + eta [y + 2 F(y, t)] + sqrt(2 eta) xi`` (docs/science.md section 1);
 * :class:`DDPMAncestral` on the 1000-step DDPM grid,
   ``x(k-1) = x/sqrt(1-b) - b/sqrt((1-b)(1-abar)) eps + sqrt(b) z`` with ``eps = -sqrt(1-abar) F``,
   and no noise on the last step; or on K of those steps (respaced DDPM, :meth:`DDPMAncestral.respaced`).
@@ -268,7 +268,7 @@ def restart_sweep(
     generator: torch.Generator | None,
     progress: bool = False,
 ) -> RestartSweep:
-    """Cloning where every branch time restarts from noise (the reference protocol, SCIENCE.md section 5).
+    """Cloning where every branch time restarts from noise (the reference protocol, docs/science.md section 5).
 
     ``starts``: ``(B, N, ...)`` independent initial states at ``times[0]``, one batch per branch index.
     Built on :func:`run_trajectories` (hence on the same :func:`reverse_step` as :func:`clone_sweep`); it
@@ -356,7 +356,7 @@ def clone_sweep(
     hooks: Sequence[Hook] = (),
     progress: bool = False,
 ) -> CloneSweep:
-    """Cloning with a shared trunk (SCIENCE.md section 5); :func:`restart_sweep` is the reference protocol.
+    """Cloning with a shared trunk (docs/science.md section 5); :func:`restart_sweep` is the reference protocol.
 
     One trunk trajectory per starting point ``x`` (state at ``times[0]``) runs to ``t = 0``; when it passes
     each branch index a clone is copied from it, and all alive states advance together with independent

@@ -1,9 +1,9 @@
 """Time conventions: the Ornstein-Uhlenbeck forward process and the discrete DDPM schedule.
 
-One time axis everywhere (SCIENCE.md section 1): the forward process ``dx = -x dt + sqrt(2) dW`` gives
+One time axis everywhere (docs/science.md section 1): the forward process ``dx = -x dt + sqrt(2) dW`` gives
 ``x(t) = a e^{-t} + sqrt(Delta_t) z`` with ``Delta_t = 1 - e^{-2t}``.  The DDPM step ``k`` of the linear
 beta schedule maps to continuous time ``t = -1/2 log alpha_bar(k)``.  All schedule arithmetic is float64
-(ARCHITECTURE.md principle 5).
+(docs/architecture.md principle 5).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ DTYPE = torch.float64
 
 
 def delta_t(t: float | torch.Tensor) -> float | torch.Tensor:
-    """Noise variance ``Delta_t = 1 - e^{-2t}`` of the OU process at time ``t`` (SCIENCE.md section 1)."""
+    """Noise variance ``Delta_t = 1 - e^{-2t}`` of the OU process at time ``t`` (docs/science.md section 1)."""
     if isinstance(t, torch.Tensor):
         return -torch.expm1(-2.0 * t)
     return -math.expm1(-2.0 * t)
@@ -39,7 +39,7 @@ def ou_time_grid(*, t_max: float, n_steps: int) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class DDPMSchedule:
-    """Linear-beta DDPM schedule of Ho et al. (2020) with ``n_steps`` steps (SCIENCE.md section 1).
+    """Linear-beta DDPM schedule of Ho et al. (2020) with ``n_steps`` steps (docs/science.md section 1).
 
     Index conventions: step ``k`` runs from 1 to ``L = n_steps``; arrays are indexed by ``k`` directly,
     with entry 0 standing for the clean data (``alpha_bar(0) = 1``, ``t = 0``).

@@ -1,8 +1,8 @@
 """Scores ``F(x, t) = grad_x log P_t(x)``: one callable interface for every model (see :mod:`sampler`).
 
-* :class:`GaussianMixtureScore`: closed form for two Gaussian clusters (SCIENCE.md section 3);
+* :class:`GaussianMixtureScore`: closed form for two Gaussian clusters (docs/science.md section 3);
 * :class:`EmpiricalScore`: the exact score of the noised empirical distribution of a training set, the
-  "ideal" model of SCIENCE.md section 5 (chunked online softmax; float32 products with float64
+  "ideal" model of docs/science.md section 5 (chunked online softmax; float32 products with float64
   accumulation where the error bound allows, or float64 throughout);
 * :class:`NoisePredictorScore`: adapter turning a DDPM noise predictor ``eps_model(x, k)`` into a score.
 
@@ -24,13 +24,13 @@ from diffusion_regimes.schedule import DDPMSchedule, delta_t
 
 
 def gamma_t(t: float, sigma: float) -> float:
-    """``Gamma_t = Delta_t + sigma^2 e^{-2t}``: variance of each noised cluster (SCIENCE.md section 3)."""
+    """``Gamma_t = Delta_t + sigma^2 e^{-2t}``: variance of each noised cluster (docs/science.md section 3)."""
     return float(delta_t(t)) + sigma**2 * math.exp(-2.0 * t)
 
 
 @dataclass(frozen=True)
 class GaussianMixtureScore:
-    """Exact score of ``P_t`` for two equal-weight clusters ``N(+-m, sigma^2 I)`` (SCIENCE.md section 3).
+    """Exact score of ``P_t`` for two equal-weight clusters ``N(+-m, sigma^2 I)`` (docs/science.md section 3).
 
     ``F(x, t) = m (e^{-t}/Gamma_t) tanh((e^{-t}/Gamma_t) x.m) - x/Gamma_t`` for ``x`` of shape ``(B, d)``.
     With ``m`` of shape ``(1,)`` holding ``|m|`` this is the exact score of the projection ``q = m.x/|m|``
@@ -60,7 +60,7 @@ float64 accumulation; the default) or ``float64`` (the reference)."""
 
 @dataclass(frozen=True)
 class EmpiricalScore:
-    """Exact score of the noised empirical distribution of a training set (SCIENCE.md sections 1, 5).
+    """Exact score of the noised empirical distribution of a training set (docs/science.md sections 1, 5).
 
     ``P_t^e(x) = (1/n) sum_mu N(x; a_mu e^{-t}, Delta_t I)`` gives
     ``F(x, t) = (e^{-t} sum_mu w_mu(x) a_mu - x) / Delta_t`` with softmax weights
@@ -195,7 +195,7 @@ class NoisePredictor(Protocol):
 
 @dataclass(frozen=True)
 class NoisePredictorScore:
-    """Adapter: a noise-predicting network as a score ``score(x, t)`` (SCIENCE.md section 1).
+    """Adapter: a noise-predicting network as a score ``score(x, t)`` (docs/science.md section 1).
 
     ``F(x, t) = -eps(x, k) / sqrt(1 - alpha_bar(k))`` with ``k = schedule.step_of_time(t)`` (exact on the
     DDPM grid, where the sampler evaluates it).  The one adapter of the package: training sample grids,

@@ -1,4 +1,4 @@
-"""Covariance spectra of the data and the predicted speciation time (SCIENCE.md section 2).
+"""Covariance spectra of the data and the predicted speciation time (docs/science.md section 2).
 
 ``t_S = ½ log Λ`` with Λ the largest eigenvalue of the data covariance ``C = Xᵀ X / (n - 1)``, X the
 (n, d) matrix of images centred pixel by pixel (the covariance's own centring; the stored subsets are
@@ -45,7 +45,7 @@ class SpectraOptions:
 
 
 def t_speciation(lam: float) -> float:
-    """t_S = ½ log Λ (SCIENCE.md section 2: Λ e^{-2 t_S} = 1); NaN when Λ <= 0 (no variance at all)."""
+    """t_S = ½ log Λ (docs/science.md section 2: Λ e^{-2 t_S} = 1); NaN when Λ <= 0 (no variance at all)."""
     return 0.5 * math.log(lam) if lam > 0 else math.nan
 
 
@@ -171,7 +171,7 @@ def bootstrap_top_eigenvalue(images: torch.Tensor, *, n_boot: int, options: Spec
 
 def subset_spectrum(images: torch.Tensor, *, options: SpectraOptions,
                     generator: torch.Generator) -> SubsetSpectrum:
-    """Both conventions for one subset's images (n, C, H, W) (SCIENCE.md sections 2 and 4)."""
+    """Both conventions for one subset's images (n, C, H, W) (docs/science.md sections 2 and 4)."""
     xf, xa = channel_views(images)
     top_first = spectrum_top(xf, options=options, generator=generator)
     top_all = spectrum_top(xa, options=options, generator=generator)

@@ -1,10 +1,10 @@
-"""Closed forms of the two-cluster Gaussian mixture (SCIENCE.md section 3).
+"""Closed forms of the two-cluster Gaussian mixture (docs/science.md section 3).
 
 Data: two equal-weight clusters ``N(+-m, sigma^2 I)`` in dimension ``d`` with ``|m|^2 = d mu~^2``.
 Everything here is float64 and vectorised over ``t`` (numpy arrays or Python floats in, numpy out).
 
 * :func:`cloning_probability` -- phi(t), the probability that two clones branched at time t end in the
-  same class, as the 1-D integral of SCIENCE.md section 3 (:func:`cloning_probability_spike` takes |m|^2
+  same class, as the 1-D integral of docs/science.md section 3 (:func:`cloning_probability_spike` takes |m|^2
   directly, :func:`cloning_probability_of_b` is the one-variable function behind both);
 * :func:`t_speciation`, :func:`t_speciation_spectral` -- t_S = 1/2 log d and 1/2 log(d mu~^2);
 * :func:`t_collapse`, :func:`excess_entropy_theory` -- t_C and the theory curve f(t);
@@ -55,7 +55,7 @@ def gamma(t: np.ndarray | float, *, sigma: float = 1.0) -> np.ndarray:
 def cloning_probability(
     t: np.ndarray | float, *, d: int, mu_tilde: float = 1.0, sigma: float = 1.0
 ) -> np.ndarray:
-    """phi(t) of SCIENCE.md section 3, for times ``t`` of any shape (float64 array of the same shape).
+    """phi(t) of docs/science.md section 3, for times ``t`` of any shape (float64 array of the same shape).
 
     ``phi = 1/2 int dy [G(y,u,v)^2 + G(y,-u,v)^2] / [G(y,u,v) + G(y,-u,v)]`` with ``u = |m| e^{-t}``,
     ``v = Gamma_t`` and ``|m|^2 = d mu~^2``; see :func:`cloning_probability_of_b` for its evaluation.
@@ -120,7 +120,7 @@ def cloning_probability_of_b(b: np.ndarray | float) -> np.ndarray:
 
 
 def t_speciation(d: int | np.ndarray) -> np.ndarray:
-    """``t_S = 1/2 log d`` (mu~ = 1; SCIENCE.md section 3)."""
+    """``t_S = 1/2 log d`` (mu~ = 1; docs/science.md section 3)."""
     return 0.5 * np.log(np.asarray(d, dtype=np.float64))
 
 
@@ -133,7 +133,7 @@ def t_speciation_spectral(d: int | np.ndarray, *, mu_tilde: float = 1.0) -> np.n
 
 
 def t_collapse(n: int | np.ndarray, d: int | np.ndarray, *, sigma: float = 1.0) -> np.ndarray:
-    """``t_C = 1/2 log(1 + sigma^2 / (n^{2/d} - 1))`` (SCIENCE.md section 3).
+    """``t_C = 1/2 log(1 + sigma^2 / (n^{2/d} - 1))`` (docs/science.md section 3).
 
     ``n^{2/d} - 1`` is evaluated as ``expm1(2 log(n) / d)``: for large d it is ~2 log(n)/d and the naive
     power loses all digits (log n / d ~ 1e-4 at paper sizes).
@@ -168,7 +168,7 @@ def log_cosh(x: np.ndarray | float) -> np.ndarray:
 
 
 def potential(q: np.ndarray | float, t: np.ndarray | float, *, d: int, mu_tilde: float = 1.0) -> np.ndarray:
-    """``V(q, t) = 1/2 q^2 - 2 mu~^2 log cosh(q e^{-t} sqrt(d))`` (SCIENCE.md section 3), broadcast over q, t.
+    """``V(q, t) = 1/2 q^2 - 2 mu~^2 log cosh(q e^{-t} sqrt(d))`` (docs/science.md section 3), broadcast over q, t.
 
     The quadratic term confines, the log cosh term pulls towards the clusters: the curvature at q = 0 is
     ``1 - 2 mu~^2 d e^{-2t}``, so the double well opens at ``1/2 log(2 d mu~^2) = t_S + 1/2 log 2``, i.e. at

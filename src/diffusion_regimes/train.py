@@ -1,10 +1,10 @@
-"""Resumable DDPM training of the noise-predicting UNet (SCIENCE.md section 6).
+"""Resumable DDPM training of the noise-predicting UNet (docs/science.md section 6).
 
 Loss: ``E || xi - xi_theta(sqrt(alpha_bar(k)) a + sqrt(1 - alpha_bar(k)) xi, k) ||^2`` with ``k`` uniform
-in ``1..L`` on the 1000-step linear schedule (SCIENCE.md section 1), Adam at a constant learning rate,
+in ``1..L`` on the 1000-step linear schedule (docs/science.md section 1), Adam at a constant learning rate,
 all n images, no augmentation.  Steps count optimiser steps.
 
-Reproducibility (ARCHITECTURE.md principle 2): the batch of step ``s`` is a pure function of
+Reproducibility (docs/architecture.md principle 2): the batch of step ``s`` is a pure function of
 ``(seed, s)`` (epoch-wise permutations drawn from a generator seeded by ``(seed, epoch)``); the noise and
 the steps ``k`` come from one explicit generator whose state is checkpointed together with the global
 torch RNG (dropout) and the optimiser.  A run resumed from any checkpoint therefore reaches the same
@@ -125,7 +125,7 @@ def ddpm_loss(
 ) -> torch.Tensor:
     """Noise-prediction loss on a batch ``a`` ``(B, C, H, W)``; ``alpha_bar`` ``(L+1,)`` on ``a.device``.
 
-    ``k ~ U{1..L}``, ``xi ~ N(0, I)``, ``x(k) = sqrt(abar) a + sqrt(1 - abar) xi`` (SCIENCE.md section 1).
+    ``k ~ U{1..L}``, ``xi ~ N(0, I)``, ``x(k) = sqrt(abar) a + sqrt(1 - abar) xi`` (docs/science.md section 1).
     """
     n_steps = alpha_bar.numel() - 1
     k = torch.randint(1, n_steps + 1, (a.shape[0],), generator=generator, device=a.device)

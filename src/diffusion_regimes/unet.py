@@ -1,10 +1,10 @@
-"""The noise-predicting UNet of the learned denoisers (SCIENCE.md section 6).
+"""The noise-predicting UNet of the learned denoisers (docs/science.md section 6).
 
 A DDPM-style UNet (Ho et al. 2020): residual blocks with GroupNorm + SiLU, a sinusoidal embedding of
 the DDPM step ``k`` added in every residual block, self-attention at chosen resolutions, strided-conv
 downsampling, nearest-neighbour + conv upsampling and skip connections between the two paths.
 The network maps ``(x(k), k)`` to the predicted noise ``xi_theta``; the score is
-``-xi_theta / sqrt(1 - alpha_bar(k))`` (SCIENCE.md section 1; see :mod:`diffusion_regimes.train`).
+``-xi_theta / sqrt(1 - alpha_bar(k))`` (docs/science.md section 1; see :mod:`diffusion_regimes.train`).
 
 The paper configuration (``PRESETS["paper"]``): 64 base channels, multipliers (1, 2, 4, 4), two
 residual blocks per level, attention at the two middle levels (16x16 and 8x8 for a 32x32 input),
@@ -96,7 +96,7 @@ class UNetConfig:
 
 # Named architectures; ``in_channels``/``image_size`` are set from the data (see :func:`preset`).
 PRESETS: dict[str, UNetConfig] = {
-    # SCIENCE.md section 6 with the authors' network details (Utils/Unet.py of their repository: GroupNorm(8),
+    # docs/science.md section 6 with the authors' network details (Utils/Unet.py of their repository: GroupNorm(8),
     # 4-head attention, GELU in the step MLP, Dropout2d, default init); 25.64 M parameters at 3x32x32.
     "paper": UNetConfig(base_channels=64, channel_mult=(1, 2, 4, 4), num_res_blocks=2,
                         attention_levels=(1, 2), dropout=0.1, groups=8, attention_heads=4,

@@ -1,4 +1,4 @@
-# Classifier stage: the two-class labeller of generated samples (SCIENCE.md section 5).
+# Classifier stage: the two-class labeller of generated samples (docs/science.md section 5).
 
 
 rule classifier:

@@ -1,4 +1,4 @@
-# Collapse stage: excess entropy f^e(t)/alpha of each training prefix (SCIENCE.md section 2).
+# Collapse stage: excess entropy f^e(t)/alpha of each training prefix (docs/science.md section 2).
 
 
 rule regimes_entropy:

@@ -1,4 +1,4 @@
-# Data layer: raw images -> the prepared two-class subset every later stage reads (SCIENCE.md section 4).
+# Data layer: raw images -> the prepared two-class subset every later stage reads (docs/science.md section 4).
 
 
 wildcard_constraints:

@@ -1,4 +1,4 @@
-# Gaussian-mixture study (SCIENCE.md section 3): one job per dimension, then merged tables and figures.
+# Gaussian-mixture study (docs/science.md section 3): one job per dimension, then merged tables and figures.
 GM = config["gaussian_mixture"]
 GM_SPEC = GM["speciation"]
 GM_TABLES = "results/tables"

@@ -1,4 +1,4 @@
-# Learned-score sweeps (SCIENCE.md section 5 on the UNet of section 6): the trained denoiser goes through
+# Learned-score sweeps (docs/science.md section 5 on the UNet of section 6): the trained denoiser goes through
 # the same rules as the exact score (regimes_clone / regimes_row of speciation.smk) as model `unet`.
 # Included after speciation.smk (its registries) and train.smk (ddpm_datasets, the checkpoint rule).
 #

@@ -1,5 +1,5 @@
 # Speciation stage: cloning sweeps of a model on real data, the regimes table and its figures
-# (SCIENCE.md section 5).  The model is a wildcard: `exact` (the exact empirical score) is run here; the
+# (docs/science.md section 5).  The model is a wildcard: `exact` (the exact empirical score) is run here; the
 # learned stage (learned.smk, included after this file) registers `unet` in the three tables below.
 from diffusion_regimes.config import build as build_section
 from diffusion_regimes.regimes import IdealSpec

@@ -1,4 +1,4 @@
-# Covariance spectra: Λ, t_S = ½ log Λ in both conventions, against the paper's Table 1 (SCIENCE.md 2, 4).
+# Covariance spectra: Λ, t_S = ½ log Λ in both conventions, against the paper's Table 1 (docs/science.md 2, 4).
 
 
 rule spectrum:

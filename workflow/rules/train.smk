@@ -1,4 +1,4 @@
-# Learned denoisers (SCIENCE.md section 6): DDPM training of the UNet on each prepared subset.
+# Learned denoisers (docs/science.md section 6): DDPM training of the UNet on each prepared subset.
 #
 # Resuming: checkpoints go to results/models/{dataset}/unet/runs/<config hash>/, which is NOT an output
 # of the rule.  Snakemake deletes only the declared outputs of a failed or killed job, so the

@@ -1,5 +1,5 @@
 """Benchmark of the exact empirical score: evaluations per second, and its achieved GFLOP/s as a fraction
-of the float32 matmul rate measured in the same run (SCIENCE.md section 5, ``score.EmpiricalScore``).
+of the float32 matmul rate measured in the same run (docs/science.md section 5, ``score.EmpiricalScore``).
 
 One evaluation on a batch of B points against n training points in d dimensions costs two matmuls
 (distances and weighted mean): ``4 B n d`` flops; the rest (exp, reductions) is O(B n + B d).  Both

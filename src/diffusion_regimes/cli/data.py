@@ -1,4 +1,4 @@
-"""``prepare-subset``, ``spectrum`` and ``spectra-table``: the data layer and Table 1 (SCIENCE.md 2, 4)."""
+"""``prepare-subset``, ``spectrum`` and ``spectra-table``: the data layer and Table 1 (docs/science.md 2, 4)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 ``classifier-train``  train the two-class labeller on a prepared subset (held-out accuracy beside it)
 ``regimes-clone``     cloning sweep of one model (``exact`` here; ``unet`` via the same function) on a prefix
-``regimes-entropy``   f^e(t)/alpha of a prefix and the t_C it implies (SCIENCE.md section 2)
+``regimes-entropy``   f^e(t)/alpha of a prefix and the t_C it implies (docs/science.md section 2)
 ``regimes-row``       one row of results/tables/regimes.csv per (dataset, n, model)
 ``regimes-table``     gather the rows
 ``regimes-figures``   phi(t) vs t/t_S, phi_C with the t̂_C histogram and f^e/alpha, the image strip

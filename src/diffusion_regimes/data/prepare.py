@@ -1,4 +1,4 @@
-"""From raw images to a :class:`PreparedSubset` (SCIENCE.md section 4).
+"""From raw images to a :class:`PreparedSubset` (docs/science.md section 4).
 
 Two balanced classes, n/2 images each drawn without replacement by a seeded permutation (``selection:
 random``) or the first n/2 of each class in file order (``selection: first``, the authors'), pixels scaled
@@ -59,7 +59,7 @@ def prepare_subset(spec: DatasetSpec, *, name: str) -> PreparedSubset:
     indices = tuple(x for pair in zip(*ids, strict=True) for x in pair)
     labels = torch.arange(spec.n, dtype=torch.int64) % 2
     pixels = torch.from_numpy(raw).to(torch.float64) / 255.0
-    # Per-channel centring (SCIENCE.md section 4): one mean per channel, kept to show samples as images.
+    # Per-channel centring (docs/science.md section 4): one mean per channel, kept to show samples as images.
     means = pixels.mean(dim=(0, 2, 3))
     images = (pixels - means.reshape(1, -1, 1, 1)).to(torch.float32)
     return PreparedSubset(

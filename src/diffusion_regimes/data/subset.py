@@ -1,4 +1,4 @@
-"""The prepared two-class subset every trained or sampled model uses (SCIENCE.md section 4).
+"""The prepared two-class subset every trained or sampled model uses (docs/science.md section 4).
 
 A :class:`PreparedSubset` holds n images of two balanced classes, pixels in [0, 1] then centred per
 channel, ordered so that classes alternate (label 0, 1, 0, 1, ...): every even-length prefix is balanced,
@@ -59,7 +59,7 @@ class PreparedSubset:
         return c * h * w
 
     def flat(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-        """(n, d) view of the centred images in ``dtype`` (float64 for covariances, SCIENCE.md section 2)."""
+        """(n, d) view of the centred images in ``dtype`` (float64 for covariances, docs/science.md section 2)."""
         return self.images.reshape(self.n, -1).to(dtype)
 
     def to_pixels(self, images: torch.Tensor) -> torch.Tensor:
