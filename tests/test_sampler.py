@@ -296,7 +296,8 @@ def test_respaced_k100_exact_empirical_score_phi_matches_k1000():
                                nearest_index(second.reshape(b * n_pairs, -1), flat)).reshape(b, n_pairs)
         results[integ.n_steps] = (same_class.mean(dim=1), same_point.mean(dim=1), seconds,
                                   sweep.branch_times)
-        print(f"K = {integ.n_steps}: {seconds:.1f} s, branch t = {[round(t, 3) for t in sweep.branch_times]}, "
+        rounded = [round(t, 3) for t in sweep.branch_times]
+        print(f"K = {integ.n_steps}: {seconds:.1f} s, branch t = {rounded}, "
               f"phi = {same_class.mean(dim=1).tolist()}, phi_C = {same_point.mean(dim=1).tolist()}")
     assert results[1000][3] == results[100][3]  # the same branch times on both grids
     for j in (0, 1):
