@@ -116,7 +116,7 @@ def test_report(tiny_run):
     for csv in sorted(tables.glob("*.csv")):
         assert csv.name in html, f"{csv.name} is not in the report"
     # the summary tables are rendered in full in their captions (csv-table): their headers appear as cells
-    for header in ("lambda_first_channel", "t_s_measured", "t_S_measured", "t_C_numeric", "t_C_theory"):
+    for header in ("lambda_first_channel", "t_s_fit", "t_S_measured", "t_C_numeric", "t_C_theory"):
         assert re.search(rf"<th[^>]*>(<p>)?{header}", html.replace("\\", "")), header
 
 
