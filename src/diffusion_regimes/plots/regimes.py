@@ -177,10 +177,11 @@ def strip_figure(strip: Sequence[tuple[int, float, torch.Tensor]], *, to_pixels,
                 if r == 1 and not marked:
                     marked = True
                     for spine in ax.spines.values():
+                        spine.set_visible(True)
                         spine.set_edgecolor("red")
                         spine.set_linewidth(2)
             if r == 0:
-                ax.set_title(f"t = {max(t, 0.0):.2f}\nk = {k}", fontsize=8)
+                ax.set_title(f"t = {max(t, 0.0) + 0.0:.2f}\nk = {k}", fontsize=8)  # + 0.0: no "-0.00"
     axes[0, 0].set_ylabel("trunk", fontsize=8)
     axes[1, 0].set_ylabel(f"clone branched\nat t = {branch_time:.2f}", fontsize=8)
     fig.suptitle("one cloned pair: shared history down to the branch time (red frame: first image after "
