@@ -6,6 +6,7 @@ from diffusion_regimes.classifier import (
     ClassifierSpec,
     ResNet18,
     accuracy_of,
+    classifier_confidence,
     load_classifier,
     predict,
     save_classifier,
@@ -44,3 +45,24 @@ def test_resnet18_shapes_and_size():
     assert net(torch.zeros(2, 3, 16, 16)).shape == (2, 2)
     # 11.2 M parameters for the standard ResNet-18 body with a 2-class head
     assert 11.0e6 < sum(p.numel() for p in net.parameters()) < 11.3e6
+
+
+class _LogitIsPixel(torch.nn.Module):
+    """Logits (0, x) for a one-pixel image x: the top probability is sigmoid(|x|)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        z = x.flatten(1)[:, :1]
+        return torch.cat([torch.zeros_like(z), z], dim=1)
+
+
+def test_classifier_confidence_counts_top_probability_at_least_threshold():
+    # sigmoid(|x|) >= 0.9 exactly when |x| >= log 9 = 2.197; values kept 0.1 away from the boundary
+    x = torch.tensor([0.0, 1.0, -2.0, 2.1, 2.3, -2.3, 5.0, -40.0]).reshape(-1, 1, 1, 1)
+    model = _LogitIsPixel()
+    assert classifier_confidence(model, x) == 4 / 8
+    assert classifier_confidence(model, x, threshold=0.5) == 1.0  # every top probability is >= 1/2
+    assert classifier_confidence(model, x, threshold=0.99) == 2 / 8  # |x| >= log 99 = 4.595
