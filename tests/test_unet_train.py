@@ -62,6 +62,22 @@ def test_paper_preset_parameter_count():
     assert round(count_parameters(UNet(ddpm)) / 1e5) == 357
 
 
+def test_digits_preset_size_and_attention_resolution():
+    from diffusion_regimes.unet import Attention
+
+    model = UNet(preset("digits", in_channels=1, image_size=32)).eval()
+    # 16 channels at 32x32, 32 at 16x16, 64 at 8x8, two blocks per level (config/README.md quotes it)
+    assert count_parameters(model) == 989_217
+    sizes = []
+    for module in model.modules():
+        if isinstance(module, Attention):
+            module.register_forward_hook(lambda mod, inp, out: sizes.append(tuple(out.shape[-2:])))
+    with torch.no_grad():
+        model(torch.randn(2, 1, 32, 32), torch.tensor([1, 1000]))
+    # attention only at 8x8 (64 positions): 2 down + middle + 3 up blocks
+    assert sizes == [(8, 8)] * 6
+
+
 def test_spec_overrides_preset():
     cfg = UNetSpec(preset="tiny", dropout=0.3, base_channels=16).resolve(in_channels=3, image_size=8)
     assert (cfg.dropout, cfg.base_channels, cfg.in_channels, cfg.channel_mult) == (0.3, 16, 3, (1, 2))
