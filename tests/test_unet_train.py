@@ -150,7 +150,8 @@ def test_learning_rate_warmup_and_cosine_closed_form():
     with pytest.raises(ConfigError, match="lr_schedule.*cosine"):
         TrainConfig(lr_schedule="linear")
     with pytest.raises(ConfigError, match="lr_min"):
-        TrainConfig(lr=1e-4, lr_min=1e-3)
+        TrainConfig(lr=1e-4, lr_min=1e-3, lr_schedule="cosine")
+    TrainConfig(lr=1e-6, lr_min=1e-5)  # a constant rate ignores lr_min (an overlay may lower lr alone)
 
 
 def test_ema_warmup_decay():

@@ -92,7 +92,7 @@ class TrainConfig:
             )
         if self.lr_warmup < 0:
             raise ConfigError(f"train.lr_warmup must be >= 0, got {self.lr_warmup}")
-        if not 0.0 <= self.lr_min <= self.lr:
+        if self.lr_min < 0 or (self.lr_schedule == "cosine" and self.lr_min > self.lr):
             raise ConfigError(f"train.lr_min must lie in [0, train.lr = {self.lr}], got {self.lr_min}")
 
     def batch_size_for(self, dataset: str) -> int:
@@ -155,9 +155,9 @@ def ema_decay_at(step: int, *, config: TrainConfig) -> float:
     """EMA decay used after optimiser step ``step`` (0-based).
 
     With ``ema_warmup`` the decay is ``min(ema_decay, (1 + s) / (10 + s))`` (the ``num_updates`` warm-up of
-    TensorFlow's ExponentialMovingAverage): a constant 0.999 would still give the
-    random initial weights a share 0.999^800 = 0.45 of the average after 800 steps, while the warm-up
-    makes the average forget them within tens of steps.
+    TensorFlow's ExponentialMovingAverage): a constant 0.999 would still give the random initial weights a
+    share 0.999^800 = 0.45 of the average after 800 steps, while the warm-up makes the average forget them
+    within tens of steps.
     """
     if not config.ema_warmup:
         return config.ema_decay
