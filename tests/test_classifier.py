@@ -8,6 +8,7 @@ from diffusion_regimes.classifier import (
     ResNet18,
     accuracy_of,
     fetch_resnet18_weights,
+    classifier_confidence,
     load_classifier,
     load_torchvision_resnet18,
     predict,
@@ -148,3 +149,22 @@ def test_weights_download_with_a_wrong_checksum_keeps_nothing(tmp_path, monkeypa
     with pytest.raises(DataError, match="does not start with f37072fd"):
         fetch_resnet18_weights(tmp_path / "resnet18-f37072fd.pth")
     assert list(tmp_path.iterdir()) == []
+class _LogitIsPixel(torch.nn.Module):
+    """Logits (0, x) for a one-pixel image x: the top probability is sigmoid(|x|)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        z = x.flatten(1)[:, :1]
+        return torch.cat([torch.zeros_like(z), z], dim=1)
+
+
+def test_classifier_confidence_counts_top_probability_at_least_threshold():
+    # sigmoid(|x|) >= 0.9 exactly when |x| >= log 9 = 2.197; values kept 0.1 away from the boundary
+    x = torch.tensor([0.0, 1.0, -2.0, 2.1, 2.3, -2.3, 5.0, -40.0]).reshape(-1, 1, 1, 1)
+    model = _LogitIsPixel()
+    assert classifier_confidence(model, x) == 4 / 8
+    assert classifier_confidence(model, x, threshold=0.5) == 1.0  # every top probability is >= 1/2
+    assert classifier_confidence(model, x, threshold=0.99) == 2 / 8  # |x| >= log 99 = 4.595

@@ -7,13 +7,16 @@ import dataclasses
 import pytest
 import torch
 
-from diffusion_regimes.errors import TrainingError
+from diffusion_regimes.errors import ConfigError, TrainingError
 from diffusion_regimes.train import (
     TrainConfig,
     batch_indices,
+    ema_decay_at,
+    learning_rate,
     list_checkpoints,
     load_checkpoint,
     load_denoiser,
+    run_key,
     sample,
     train_ddpm,
 )
@@ -94,6 +97,22 @@ def test_multi_head_attention_matches_torch_multihead_attention():
         torch.testing.assert_close(ours(x), expected, rtol=1e-12, atol=1e-12)
 
 
+def test_digits_preset_size_and_attention_resolution():
+    from diffusion_regimes.unet import Attention
+
+    model = UNet(preset("digits", in_channels=1, image_size=32)).eval()
+    # 16 channels at 32x32, 32 at 16x16, 64 at 8x8, two blocks per level (config/README.md quotes it)
+    assert count_parameters(model) == 989_217
+    sizes = []
+    for module in model.modules():
+        if isinstance(module, Attention):
+            module.register_forward_hook(lambda mod, inp, out: sizes.append(tuple(out.shape[-2:])))
+    with torch.no_grad():
+        model(torch.randn(2, 1, 32, 32), torch.tensor([1, 1000]))
+    # attention only at 8x8 (64 positions): 2 down + middle + 3 up blocks
+    assert sizes == [(8, 8)] * 6
+
+
 def test_spec_overrides_preset():
     cfg = UNetSpec(preset="tiny", dropout=0.3, base_channels=16).resolve(in_channels=3, image_size=8)
     assert (cfg.dropout, cfg.base_channels, cfg.in_channels, cfg.channel_mult) == (0.3, 16, 3, (1, 2))
@@ -150,6 +169,81 @@ def test_resume_is_bit_identical(tmp_path):
     assert other.resumed_from == 0 and other.run_dir != resumed.run_dir
 
 
+def test_learning_rate_warmup_and_cosine_closed_form():
+    cfg = TrainConfig(steps=1001, lr=1e-3, lr_schedule="cosine", lr_warmup=100, lr_min=1e-5)
+    lrs = [learning_rate(s, config=cfg) for s in range(cfg.steps)]
+    # linear warm-up: lr (s + 1) / warmup, reaching lr at the last warm-up step
+    assert lrs[0] == pytest.approx(1e-5, rel=1e-12) and lrs[49] == pytest.approx(5e-4, rel=1e-12)
+    assert lrs[99] == pytest.approx(1e-3, rel=1e-12) and lrs[100] == pytest.approx(1e-3, rel=1e-12)
+    # half-cosine over steps 100..1000: the midpoint (step 550) is the mean of lr and lr_min, the end lr_min
+    assert lrs[550] == pytest.approx((1e-3 + 1e-5) / 2, rel=1e-12)
+    assert lrs[-1] == pytest.approx(1e-5, rel=1e-12)
+    assert all(a >= b for a, b in zip(lrs[100:], lrs[101:], strict=False))
+    flat = TrainConfig(steps=50, lr=3e-4, lr_warmup=10)
+    assert [learning_rate(s, config=flat) for s in (0, 9, 10, 49)] == pytest.approx([3e-5, 3e-4, 3e-4, 3e-4])
+    assert learning_rate(7, config=TrainConfig(lr=2e-4)) == 2e-4
+    with pytest.raises(ConfigError, match="lr_schedule.*cosine"):
+        TrainConfig(lr_schedule="linear")
+    with pytest.raises(ConfigError, match="lr_min"):
+        TrainConfig(lr=1e-4, lr_min=1e-3, lr_schedule="cosine")
+    TrainConfig(lr=1e-6, lr_min=1e-5)  # a constant rate ignores lr_min (an overlay may lower lr alone)
+
+
+def test_ema_warmup_decay():
+    cfg = TrainConfig(ema_decay=0.999)
+    # min(decay, (1 + s) / (10 + s)): 0.1 at the first step, the configured decay once (1+s)/(10+s) exceeds it
+    assert ema_decay_at(0, config=cfg) == pytest.approx(0.1)
+    assert ema_decay_at(90, config=cfg) == pytest.approx(91 / 100)
+    assert ema_decay_at(9000, config=cfg) == 0.999 and ema_decay_at(8900, config=cfg) < 0.999
+    assert ema_decay_at(0, config=dataclasses.replace(cfg, ema_warmup=False)) == 0.999
+
+
+def test_training_applies_lr_schedule_and_ema_warmup(tmp_path):
+    cfg = TrainConfig(steps=3, batch_size=4, lr=1e-3, lr_schedule="cosine", lr_warmup=1, lr_min=1e-4,
+                      checkpoint_every=1, keep_checkpoints=3, ema_decay=0.99)
+    res = train_ddpm(_images(n=8), model_config=TINY16, config=cfg, run_dir=tmp_path, seed=0)
+    c2, c3 = (load_checkpoint(p) for _, p in list_checkpoints(res.run_dir)[1:])
+    # Adam's stored lr is the one of the step just taken (0-based step 2, the end of the cosine: lr_min)
+    assert c3["optimizer"]["param_groups"][0]["lr"] == pytest.approx(1e-4, rel=1e-12)
+    assert c2["optimizer"]["param_groups"][0]["lr"] == pytest.approx(learning_rate(1, config=cfg), rel=1e-12)
+    # the EMA after step index 2 is lerp(ema_before, weights_after, 1 - d) with d = min(0.99, 3/12)
+    d = ema_decay_at(2, config=cfg)
+    assert d == pytest.approx(0.25)
+    for name, w in c3["model"].items():
+        torch.testing.assert_close(c3["ema"][name], d * c2["ema"][name] + (1 - d) * w, rtol=1e-5, atol=1e-7)
+
+
+def test_resume_after_kill_with_cosine_schedule_is_bit_identical(tmp_path):
+    images = _images()
+    cfg = TrainConfig(steps=8, batch_size=6, lr=1e-3, lr_schedule="cosine", lr_warmup=3, lr_min=1e-5,
+                      checkpoint_every=4, keep_checkpoints=5, log_every=2, ema_decay=0.9)
+    straight = train_ddpm(images, model_config=TINY16, config=cfg, run_dir=tmp_path / "a", seed=1)
+    killed = train_ddpm(images, model_config=TINY16, config=cfg, run_dir=tmp_path / "b", seed=1)
+    killed.checkpoint.unlink()  # as if the job died between the checkpoints at steps 4 and 8
+    resumed = train_ddpm(images, model_config=TINY16, config=cfg, run_dir=tmp_path / "b", seed=1)
+    assert resumed.resumed_from == 4
+    a, b = load_checkpoint(straight.checkpoint), load_checkpoint(resumed.checkpoint)
+    for part in ("model", "ema"):
+        for name in a[part]:
+            assert torch.equal(a[part][name], b[part][name]), (part, name)
+
+
+def test_run_key_covers_the_schedule():
+    images = _images(n=4)
+
+    def key(**kw):
+        return run_key(model_config=TINY16, config=TrainConfig(**kw), batch_size=4, seed=0, images=images)
+
+    # a constant learning rate does not depend on the length (a longer run continues the old one) ...
+    assert key(steps=10) == key(steps=20)
+    # ... a cosine decay does, and every schedule key changes the run
+    cosine = dict(lr_schedule="cosine", lr_warmup=2)
+    assert key(steps=10, **cosine) != key(steps=20, **cosine)
+    assert len({key(), key(lr_warmup=2), key(**cosine), key(lr_min=1e-5, **cosine)}) == 4
+    assert key(ema_decay=0.9) != key(ema_decay=0.9, ema_warmup=False)
+    assert key() == key(ema_warmup=False)  # without an EMA the warm-up changes nothing
+
+
 def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path):
     images = _images(n=16)
     # Poison an image that first appears in step 3 (0-based 2), after the checkpoint at step 2.
@@ -192,6 +286,23 @@ def test_train_and_report_writes_outputs(tmp_path):
     assert (res.run_dir / "samples-00000002.png").exists()
     model = load_denoiser(out["checkpoint"])
     assert count_parameters(model) == count_parameters(UNet(TINY16))
+
+
+def test_final_checkpoint_serves_ema_weights(tmp_path):
+    from diffusion_regimes.cli.train import train_and_report
+
+    cfg = TrainConfig(steps=3, batch_size=4, lr=1e-2, checkpoint_every=3, log_every=1, grid_images=0,
+                      ema_decay=0.5)
+    out = {"checkpoint": tmp_path / "final.pt", "loss_table": tmp_path / "loss.csv",
+           "figure": tmp_path / "fig.pdf"}
+    res = train_and_report(_images(n=8), to_pixels=lambda x: x + 0.5, dataset="synthetic",
+                           unet=UNetSpec(preset="tiny"), config=cfg, seed=0, device=torch.device("cpu"),
+                           run_dir=tmp_path / "runs", **out)
+    served = load_denoiser(out["checkpoint"]).state_dict()
+    raw = load_denoiser(out["checkpoint"], weights="model").state_dict()
+    # the sweeps load final.pt with the default weights="auto": the EMA, not the last raw weights
+    assert all(torch.equal(served[k], v) for k, v in res.ema.state_dict().items())
+    assert any(not torch.equal(served[k], raw[k]) for k in served)
 
 
 @pytest.mark.parametrize("overlay", [None, "tiny.yaml", "paper.yaml"])

@@ -266,6 +266,30 @@ def confident_fraction(probs: torch.Tensor, *, level: float = 0.9) -> float:
     return float((probs.max(dim=1).values >= level).double().mean()) if probs.shape[0] else float("nan")
 
 
+def max_probability(model: nn.Module, images: torch.Tensor, *, batch_size: int = 512) -> torch.Tensor:
+    """Largest softmax probability ``(B,)`` float64 of ``model`` on ``images (B, C, H, W)`` (eval mode)."""
+    device = next(model.parameters()).device
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, images.shape[0], batch_size):
+            batch = images[start:start + batch_size].to(device=device, dtype=torch.float32)
+            out.append(torch.softmax(model(batch).double(), dim=1).amax(dim=1).cpu())
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+
+
+def classifier_confidence(model: nn.Module, images: torch.Tensor, *, threshold: float = 0.9) -> float:
+    """Fraction of ``images (B, C, H, W)`` (centred pixels) whose top class probability is >= ``threshold``.
+
+    A sample quality measure with a real-data reference: malformed samples sit between the classes and
+    get probabilities near 1/2, so compare this fraction on generated samples with the same fraction on
+    held-out real images.
+    """
+    if images.shape[0] == 0:
+        raise ValueError("classifier_confidence needs at least one image")
+    return float((max_probability(model, images) >= threshold).double().mean())
+
+
 def split_indices(n: int, *, held_out_fraction: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Random (train, held-out) index split of ``n`` items; at least one item on each side."""
     perm = torch.randperm(n, generator=generator)

@@ -1,8 +1,11 @@
 """Resumable DDPM training of the noise-predicting UNet (docs/science.md section 6).
 
 Loss: ``E || xi - xi_theta(sqrt(alpha_bar(k)) a + sqrt(1 - alpha_bar(k)) xi, k) ||^2`` with ``k`` uniform
-in ``1..L`` on the 1000-step linear schedule (docs/science.md section 1), Adam at a constant learning rate,
-all n images, no augmentation.  Steps count optimiser steps.
+in ``1..L`` on the 1000-step linear schedule (docs/science.md section 1), Adam, all n images, no
+augmentation.  Steps count optimiser steps.  The learning rate is constant (the paper's choice) or a linear
+warm-up followed by a cosine decay (:func:`learning_rate`); the optional EMA of the weights warms up as
+``min(ema_decay, (1 + s) / (10 + s))`` (:func:`ema_decay_at`).  Both are pure functions of the step, so
+nothing about them needs checkpointing.
 
 Reproducibility (docs/architecture.md principle 2): the batch of step ``s`` is a pure function of
 ``(seed, s)`` (epoch-wise permutations drawn from a generator seeded by ``(seed, epoch)``); the noise and
@@ -12,7 +15,8 @@ weights, bit for bit on a CPU, as an uninterrupted run.
 
 Checkpoints live in ``run_dir/<key>/ckpt-XXXXXXXX.pt`` where ``key`` hashes everything that changes the
 trajectory of training except its length (architecture, learning rate, batch size, EMA, seed, data):
-a changed config starts a fresh run, a longer ``steps`` continues the old one.
+a changed config starts a fresh run, a longer ``steps`` continues the old one.  With a decaying learning
+rate the schedule depends on ``steps`` itself, so ``steps`` joins the key: a longer cosine run starts afresh.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import copy
 import hashlib
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Callable
@@ -41,6 +46,7 @@ from diffusion_regimes.unet import UNet, UNetConfig
 
 log = logging.getLogger(__name__)
 
+LR_SCHEDULES = ("constant", "cosine")
 CHECKPOINT_RE = re.compile(r"^ckpt-(\d{8})\.pt$")
 LOSS_LOG = "loss.csv"
 
@@ -52,11 +58,15 @@ class TrainConfig:
     steps: int = 600
     batch_size: int = 64
     batch_size_by_dataset: dict[str, int] = field(default_factory=dict)  # paper: 64 for LSUN
-    lr: float = 1e-4
+    lr: float = 1e-4  # peak Adam learning rate (the constant one when lr_schedule is "constant")
+    lr_schedule: str = "constant"  # "constant" or "cosine" (decay from lr to lr_min over the run)
+    lr_warmup: int = 0  # steps of linear warm-up from lr / lr_warmup to lr
+    lr_min: float = 0.0  # learning rate reached at the last step of a cosine schedule
     checkpoint_every: int = 300
     keep_checkpoints: int = 2
     log_every: int = 10
     ema_decay: float = 0.0  # 0 disables the exponential moving average of the weights
+    ema_warmup: bool = True  # decay min(ema_decay, (1 + s) / (10 + s)) at step s: forget the random init
     grid_images: int = 8  # samples drawn (1000 ancestral steps) for the grid at every checkpoint
     bf16: bool = False  # GPU only: bfloat16 autocast of the network
     channels_last: bool = False  # GPU only: NHWC memory layout
@@ -76,6 +86,14 @@ class TrainConfig:
             raise ConfigError(f"train.lr must be > 0, got {self.lr}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"train.ema_decay must lie in [0, 1), got {self.ema_decay}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(
+                f"train.lr_schedule: {self.lr_schedule!r} is not valid; choose one of {list(LR_SCHEDULES)}"
+            )
+        if self.lr_warmup < 0:
+            raise ConfigError(f"train.lr_warmup must be >= 0, got {self.lr_warmup}")
+        if self.lr_min < 0 or (self.lr_schedule == "cosine" and self.lr_min > self.lr):
+            raise ConfigError(f"train.lr_min must lie in [0, train.lr = {self.lr}], got {self.lr_min}")
 
     def batch_size_for(self, dataset: str) -> int:
         return int(self.batch_size_by_dataset.get(dataset, self.batch_size))
@@ -113,6 +131,37 @@ def _mix(seed: int, stream: int) -> int:
     """A 63-bit seed for sub-stream ``stream`` of ``seed`` (hash, so nearby seeds do not overlap)."""
     digest = hashlib.sha256(f"{seed}:{stream}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
+
+
+def learning_rate(step: int, *, config: TrainConfig) -> float:
+    """Adam learning rate of optimiser step ``step`` (0-based): a pure function, so a resume needs no state.
+
+    Linear warm-up ``lr (step + 1) / lr_warmup`` over the first ``lr_warmup`` steps (Adam's first updates
+    are large while its second-moment estimate is still noisy), then ``lr`` held (``constant``) or a
+    half-cosine from ``lr`` down to ``lr_min`` at the last step ``steps - 1`` (``cosine``): the late small
+    steps average out the batch noise of the weights, which short runs otherwise end on.  A warm-up as long
+    as the run (the tiny overlay's 4 steps) simply never reaches the decay.
+    """
+    if step < config.lr_warmup:
+        return config.lr * (step + 1) / config.lr_warmup
+    if config.lr_schedule == "constant":
+        return config.lr
+    span = max(config.steps - 1 - config.lr_warmup, 1)
+    progress = min((step - config.lr_warmup) / span, 1.0)
+    return config.lr_min + (config.lr - config.lr_min) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def ema_decay_at(step: int, *, config: TrainConfig) -> float:
+    """EMA decay used after optimiser step ``step`` (0-based).
+
+    With ``ema_warmup`` the decay is ``min(ema_decay, (1 + s) / (10 + s))`` (the ``num_updates`` warm-up of
+    TensorFlow's ExponentialMovingAverage): a constant 0.999 would still give the random initial weights a
+    share 0.999^800 = 0.45 of the average after 800 steps, while the warm-up makes the average forget them
+    within tens of steps.
+    """
+    if not config.ema_warmup:
+        return config.ema_decay
+    return min(config.ema_decay, (1.0 + step) / (10.0 + step))
 
 
 def ddpm_loss(
@@ -171,6 +220,14 @@ def run_key(*, model_config: UNetConfig, config: TrainConfig, batch_size: int, s
         "schedule": to_dict(DDPMSchedule()),
         "bf16": config.bf16,
     }
+    # Keys added after the first release join the hash only when they change training, so runs of
+    # older configs keep their folder and resume.  A decaying schedule depends on ``steps``.
+    if config.lr_schedule != "constant" or config.lr_warmup:
+        key["lr_schedule"] = [config.lr_schedule, config.lr_warmup, config.lr_min]
+        if config.lr_schedule != "constant":
+            key["steps"] = config.steps
+    if config.ema_decay > 0 and config.ema_warmup:
+        key["ema_warmup"] = True
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -320,9 +377,11 @@ def train_ddpm(
             loss = ddpm_loss(forward, data[idx], alpha_bar=alpha_bar, generator=noise_gen, bf16=bf16)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, config=config)
             optimizer.step()
             if ema is not None:
-                torch._foreach_lerp_(ema_params, params, 1.0 - config.ema_decay)
+                torch._foreach_lerp_(ema_params, params, 1.0 - ema_decay_at(step, config=config))
             pending.append(loss.detach())
             done = step + 1
             at_checkpoint = done % config.checkpoint_every == 0 or done == config.steps
