@@ -349,14 +349,13 @@ def _clone_chunk(
     probs_clones = labeller(clones.reshape(b * n, *shape))
     labels_trunk = probs_trunk.argmax(dim=1)
     same_class = agreement(labels_trunk.unsqueeze(0).expand(b, n), probs_clones.argmax(dim=1).reshape(b, n))
-    near_trunk = nearest_index(sweep.trunk, data, max_chunk_bytes=max_chunk_bytes)
-    near_clones = nearest_index(clones.reshape(b * n, *shape), data, max_chunk_bytes=max_chunk_bytes)
-    same_point = agreement(near_trunk.unsqueeze(0).expand(b, n), near_clones.reshape(b, n))
     grid_times, history = nearest.stacked()
     if data.shape[0] > 1:
         memo, neighbours = memorisation(sweep.trunk, data, max_chunk_bytes=max_chunk_bytes)
     else:
         memo, neighbours = torch.zeros(n, dtype=torch.float64), torch.zeros((n, 2), dtype=torch.long)
+    near_clones = nearest_index(clones.reshape(b * n, *shape), data, max_chunk_bytes=max_chunk_bytes)
+    same_point = agreement(neighbours[:, 0].unsqueeze(0).expand(b, n), near_clones.reshape(b, n))
     step_k = integrator.ddpm_steps
     return {
         "same_class": same_class.to(torch.uint8),
