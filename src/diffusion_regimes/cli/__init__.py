@@ -11,6 +11,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from diffusion_regimes.cli import data as _data
 from diffusion_regimes.cli import gaussian_mixture, ideal
@@ -62,5 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = args.func(args)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except PermissionError as exc:
+        where = Path(exc.filename).parent if exc.filename else "an output folder"
+        print(f"error: permission denied writing {exc.filename}: make {where} writable and re-run",
+              file=sys.stderr)
         return 2
     return int(result or 0)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
+
+from diffusion_regimes.errors import OutputError
 
 
 def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
@@ -11,3 +15,20 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="base random seed")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
+
+
+def ensure_writable(*outputs: Path) -> None:
+    """Fail before computing when the folder of an output cannot be created or written.
+
+    Otherwise a long job would be lost at its very end on a ``PermissionError`` about a temporary file.
+    """
+    for output in outputs:
+        folder = Path(output).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create the output folder {folder} for {output}: {exc.strerror}; "
+                              "fix its permissions (or the path) and re-run") from exc
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise OutputError(f"the output folder {folder} is not writable (needed for {output}); "
+                              "fix its permissions and re-run")

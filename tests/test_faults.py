@@ -1,0 +1,285 @@
+"""Fault injection (issue 10): no state lost, no stale data trusted, errors before the first job.
+
+Each test injects one fault (kill -9, a truncated file, a lowered ``train.steps``, a held lock, ...) into
+the real code path and checks what the user gets: the same bytes as an undisturbed run, or a clear
+error that names the file or config key and leaves every earlier result in place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from diffusion_regimes.cli import main
+from diffusion_regimes.data import PreparedSubset
+from diffusion_regimes.errors import TrainingError
+from diffusion_regimes.lock import LOCK_NAME, folder_lock
+from diffusion_regimes.provenance import save_torch
+from diffusion_regimes.train import TrainConfig, list_checkpoints, load_checkpoint, train_ddpm
+from diffusion_regimes.unet import preset
+
+N = 16
+TINY16 = preset("tiny", in_channels=1, image_size=16)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny networks: one thread is faster than two on a shared 2-core box.
+    torch.set_num_threads(1)
+    yield
+
+
+def _images(n: int = N) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(0)
+    x = 0.1 * torch.randn(n, 1, 16, 16, generator=gen)
+    x[: n // 2, :, :8] += 0.5
+    x[n // 2 :, :, 8:] += 0.5
+    return x - x.mean()
+
+
+def _subset(path: Path) -> Path:
+    images = _images()
+    PreparedSubset(images=images, labels=torch.arange(N) % 2, classes=("a", "b"),
+                   channel_means=torch.zeros(1, dtype=torch.float64), dataset="toy",
+                   indices=tuple(range(N))).save(path)
+    return path
+
+
+def _train_args(tmp: Path, *, steps: int, every: int = 2, keep: int = 2) -> list[str]:
+    spec = {"steps": steps, "batch_size": 4, "checkpoint_every": every, "keep_checkpoints": keep,
+            "log_every": 1, "grid_images": 0}
+    return ["train-ddpm", "--spec", json.dumps(spec), "--unet-spec", json.dumps({"preset": "tiny"}),
+            "--seed", "0", "--device", "cpu", "--threads", "1", "--dataset", "toy",
+            "--subset", str(tmp / "subset.pt"), "--run-dir", str(tmp / "runs"),
+            "--checkpoint", str(tmp / "final.pt"), "--loss-table", str(tmp / "tables" / "loss.csv"),
+            "--figure", str(tmp / "train.pdf")]
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _state(folder: Path) -> dict[str, str]:
+    """Name -> sha256 of every file under ``folder`` (to show that a refused run changed nothing)."""
+    return {str(p.relative_to(folder)): _sha(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _steps_in_table(path: Path) -> list[int]:
+    return [int(line.split(",")[0]) for line in path.read_text().splitlines()[1:]]
+
+
+# --- item 1: lowering and raising train.steps ------------------------------------------------------------
+
+
+def test_lowered_steps_keep_state_and_publish_the_matching_table(tmp_path, capsys):
+    _subset(tmp_path / "subset.pt")
+    assert main(_train_args(tmp_path, steps=8)) == 0  # checkpoints 6 and 8 kept
+    (run,) = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
+    before = _state(run)
+    final8 = _sha(tmp_path / "final.pt")
+
+    # Below every kept checkpoint: refused, nothing in the run folder changes.
+    assert main(_train_args(tmp_path, steps=3)) == 2
+    err = capsys.readouterr().err
+    assert "train.steps = 3" in err and "kept: 6, 8" in err and "Nothing was changed" in err
+    assert _state(run) == before
+
+    # Onto a kept checkpoint: that exact model, and a loss table that stops at its step.
+    assert main(_train_args(tmp_path, steps=6)) == 0
+    assert load_checkpoint(tmp_path / "final.pt")["step"] == 6
+    assert _steps_in_table(tmp_path / "tables" / "loss.csv") == [1, 2, 3, 4, 5, 6]
+    assert [s for s, _ in list_checkpoints(run)] == [6, 8]
+
+    # Back up: the 8-step model and its full table again, byte for byte.
+    assert main(_train_args(tmp_path, steps=8)) == 0
+    assert _sha(tmp_path / "final.pt") == final8
+    assert _steps_in_table(tmp_path / "tables" / "loss.csv") == list(range(1, 9))
+
+    # Further up: continues from 8 and equals an uninterrupted 10-step run.
+    assert main(_train_args(tmp_path, steps=10)) == 0
+    straight = tmp_path / "straight"
+    straight.mkdir()
+    _subset(straight / "subset.pt")
+    assert main(_train_args(straight, steps=10)) == 0
+    assert _sha(tmp_path / "final.pt") == _sha(straight / "final.pt")
+    assert _steps_in_table(tmp_path / "tables" / "loss.csv") == list(range(1, 11))
+
+
+# --- item 2: weights that give NaN after the last update of an interval -----------------------------------
+
+
+def test_nan_after_last_update_of_interval_is_not_checkpointed(tmp_path, monkeypatch):
+    # Fault: the 4th optimiser step (the last of the first checkpoint interval) leaves finite weights that
+    # overflow in the forward pass, as an exploding learning rate does.  The losses of steps 1..4 were all
+    # computed before that update, so only a check of the updated weights can see it.
+    original = torch.optim.Adam.step
+    calls = {"n": 0}
+
+    def exploding_step(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 4:
+            with torch.no_grad():
+                for group in self.param_groups:
+                    for p in group["params"]:
+                        p.mul_(1e30)
+        return out
+
+    monkeypatch.setattr(torch.optim.Adam, "step", exploding_step)
+    cfg = TrainConfig(steps=8, batch_size=4, checkpoint_every=4, log_every=4)
+    with pytest.raises(TrainingError, match="after step 4 .* non-finite loss on a probe batch.* no checkpoint"):
+        train_ddpm(_images(), model_config=TINY16, config=cfg, run_dir=tmp_path, seed=0)
+    (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert list_checkpoints(run) == []  # on main: ckpt-4 was saved and a resume failed the same way
+
+
+# --- item 4: resumed outputs are byte-identical ----------------------------------------------------------
+
+
+def test_save_torch_bytes_do_not_depend_on_the_temporary_name(tmp_path):
+    obj = {"w": torch.arange(6.0).reshape(2, 3), "step": 3}
+    save_torch(obj, tmp_path / "a.pt")
+    save_torch(obj, tmp_path / "b.pt")
+    assert _sha(tmp_path / "a.pt") == _sha(tmp_path / "b.pt")
+    assert torch.equal(torch.load(tmp_path / "a.pt", weights_only=True)["w"], obj["w"])
+    assert not [p for p in tmp_path.iterdir() if ".part" in p.name]
+
+
+def _cli(args: list[str], **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "diffusion_regimes", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def test_kill_9_mid_training_then_rerun_gives_identical_bytes(tmp_path):
+    steps = 40
+    for name in ("killed", "straight"):
+        (tmp_path / name).mkdir()
+        _subset(tmp_path / name / "subset.pt")
+    killed = tmp_path / "killed"
+    proc = _cli(_train_args(killed, steps=steps, every=4, keep=2))
+    deadline = time.monotonic() + 120
+    # Kill once a checkpoint past the first exists, i.e. mid-run with state to resume from.
+    while not any(s >= 8 for d in (killed / "runs").glob("*") for s, _ in list_checkpoints(d)):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "final.pt").exists()
+    assert main(_train_args(killed, steps=steps, every=4, keep=2)) == 0
+    assert main(_train_args(tmp_path / "straight", steps=steps, every=4, keep=2)) == 0
+    assert _sha(killed / "final.pt") == _sha(tmp_path / "straight" / "final.pt")
+    losses = [(tmp_path / d / "tables" / "loss.csv").read_text().splitlines() for d in ("killed", "straight")]
+    assert [r.split(",")[:2] for r in losses[0]] == [r.split(",")[:2] for r in losses[1]]
+
+
+# --- item 5: one trainer per run folder; workers die with their job --------------------------------------
+
+
+def test_second_trainer_refuses_naming_the_pid_and_a_stale_lock_is_taken_over(tmp_path, capsys):
+    _subset(tmp_path / "subset.pt")
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\nfrom diffusion_regimes.lock import folder_lock\n"
+         f"with folder_lock({str(tmp_path / 'runs')!r}):\n    print('locked', flush=True)\n    time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert main(_train_args(tmp_path, steps=2)) == 2
+        err = capsys.readouterr().err
+        assert f"process {holder.pid} " in err and "in use by another trainer" in err
+        assert not (tmp_path / "final.pt").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder died by SIGKILL: its PID stays in the lock file, the lock itself is gone.
+    assert (tmp_path / "runs" / LOCK_NAME).read_text().startswith(f"{holder.pid} ")
+    assert main(_train_args(tmp_path, steps=2)) == 0
+    with folder_lock(tmp_path / "runs"):  # released again after the run
+        pass
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux only")
+def test_worker_dies_with_its_job_wrapper(tmp_path):
+    _subset(tmp_path / "subset.pt")
+    args = " ".join(f"'{a}'" for a in _train_args(tmp_path, steps=100_000, every=50_000))
+    # `; true` keeps bash from exec-ing python, so python is the wrapper's child as in a workflow job.
+    wrapper = subprocess.Popen(["bash", "-c", f"{sys.executable} -m diffusion_regimes {args} 2>/dev/null; true"])
+    children = Path(f"/proc/{wrapper.pid}/task/{wrapper.pid}/children")
+    lock = tmp_path / "runs" / LOCK_NAME
+    deadline = time.monotonic() + 60
+    try:
+        while not (lock.exists() and lock.read_text()):  # the worker is training
+            assert time.monotonic() < deadline and wrapper.poll() is None
+            time.sleep(0.05)
+        (worker,) = map(int, children.read_text().split())
+    finally:
+        wrapper.send_signal(signal.SIGKILL)
+        wrapper.wait()
+    deadline = time.monotonic() + 20
+    while Path(f"/proc/{worker}").exists() and Path(f"/proc/{worker}/stat").read_text().split()[2] != "Z":
+        assert time.monotonic() < deadline, "the worker outlived its job wrapper"
+        time.sleep(0.05)
+    assert lock.read_text() == ""  # it exited through its cleanup (SIGTERM -> SystemExit), lock emptied
+    assert not (tmp_path / "final.pt").exists()
+
+
+# --- item 6: a truncated newest checkpoint -----------------------------------------------------------------
+
+
+def test_truncated_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
+    cfg = TrainConfig(steps=4, batch_size=4, checkpoint_every=2, log_every=1)
+    first = train_ddpm(_images(), model_config=TINY16, config=cfg, run_dir=tmp_path / "a", seed=0)
+    newest = first.checkpoint
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    longer = TrainConfig(steps=6, batch_size=4, checkpoint_every=2, log_every=1)
+    with caplog.at_level("WARNING"):
+        resumed = train_ddpm(_images(), model_config=TINY16, config=longer, run_dir=tmp_path / "a", seed=0)
+    assert resumed.resumed_from == 2
+    assert f"checkpoint {newest} is truncated or corrupt" in caplog.text and "falling back" in caplog.text
+    assert newest.with_name(newest.name + ".corrupt").is_file()  # kept for inspection, not deleted
+    straight = train_ddpm(_images(), model_config=TINY16, config=longer, run_dir=tmp_path / "b", seed=0)
+    a, b = load_checkpoint(resumed.checkpoint), load_checkpoint(straight.checkpoint)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_truncated_checkpoint_read_names_the_file(tmp_path):
+    path = tmp_path / "ckpt-00000002.pt"
+    save_torch({"model": {"w": torch.ones(1000)}}, path)
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(TrainingError, match=f"checkpoint {path} is truncated or corrupt"):
+        load_checkpoint(path)
+
+
+# --- item 8: an unwritable output folder ------------------------------------------------------------------
+
+
+def test_unwritable_output_folder_fails_before_training(tmp_path, capsys):
+    _subset(tmp_path / "subset.pt")
+    (tmp_path / "tables").write_text("a file where the tables folder should be")
+    assert main(_train_args(tmp_path, steps=2)) == 2
+    err = capsys.readouterr().err
+    assert f"cannot create the output folder {tmp_path / 'tables'}" in err
+    assert not (tmp_path / "runs").exists()  # nothing computed
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_output_folder_fails_before_training(tmp_path, capsys):
+    _subset(tmp_path / "subset.pt")
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables").chmod(0o555)
+    try:
+        assert main(_train_args(tmp_path, steps=2)) == 2
+    finally:
+        (tmp_path / "tables").chmod(0o755)
+    assert f"the output folder {tmp_path / 'tables'} is not writable" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
