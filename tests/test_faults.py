@@ -136,7 +136,8 @@ def test_nan_after_last_update_of_interval_is_not_checkpointed(tmp_path, monkeyp
 
     monkeypatch.setattr(torch.optim.Adam, "step", exploding_step)
     cfg = TrainConfig(steps=8, batch_size=4, checkpoint_every=4, log_every=4)
-    with pytest.raises(TrainingError, match="after step 4 .* non-finite loss on a probe batch.* no checkpoint"):
+    message = "after step 4 .* non-finite loss on a probe batch.* no checkpoint"
+    with pytest.raises(TrainingError, match=message):
         train_ddpm(_images(), model_config=TINY16, config=cfg, run_dir=tmp_path, seed=0)
     (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert list_checkpoints(run) == []  # on main: ckpt-4 was saved and a resume failed the same way
@@ -190,7 +191,8 @@ def test_second_trainer_refuses_naming_the_pid_and_a_stale_lock_is_taken_over(tm
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import sys, time\nfrom diffusion_regimes.lock import folder_lock\n"
-         f"with folder_lock({str(tmp_path / 'runs')!r}):\n    print('locked', flush=True)\n    time.sleep(60)"],
+         f"with folder_lock({str(tmp_path / 'runs')!r}):\n"
+         "    print('locked', flush=True)\n    time.sleep(60)"],
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
@@ -213,7 +215,8 @@ def test_worker_dies_with_its_job_wrapper(tmp_path):
     _subset(tmp_path / "subset.pt")
     args = " ".join(f"'{a}'" for a in _train_args(tmp_path, steps=100_000, every=50_000))
     # `; true` keeps bash from exec-ing python, so python is the wrapper's child as in a workflow job.
-    wrapper = subprocess.Popen(["bash", "-c", f"{sys.executable} -m diffusion_regimes {args} 2>/dev/null; true"])
+    command = f"{sys.executable} -m diffusion_regimes {args} 2>/dev/null; true"
+    wrapper = subprocess.Popen(["bash", "-c", command])
     children = Path(f"/proc/{wrapper.pid}/task/{wrapper.pid}/children")
     lock = tmp_path / "runs" / LOCK_NAME
     deadline = time.monotonic() + 60
