@@ -377,3 +377,57 @@ def test_workflow_stops_at_parse_time_naming_the_key(tmp_path, overlay):
 def test_odd_n_or_unknown_model_in_a_target_is_refused(tmp_path, target):
     run = _dry_run(tmp_path, target, "--configfile", str(REPO / "config" / "tiny.yaml"))
     assert run.returncode != 0 and f"No rule to produce {target}" in run.stdout + run.stderr
+
+
+# --- item 3: stale raw data --------------------------------------------------------------------------------
+
+
+def _cifar_spec(path: Path):
+    from diffusion_regimes.data import DatasetSpec
+
+    return DatasetSpec(format="cifar10", path=str(path), classes=("horse", "automobile"), n=4)
+
+
+def test_replaced_raw_file_with_an_old_time_is_refused(tmp_path):
+    from diffusion_regimes.data import prepare_subset
+    from diffusion_regimes.errors import DataError
+    from tests.test_data import _cifar_tarball
+
+    raw = tmp_path / "c.tar.gz"
+    _cifar_tarball(raw)
+    prepare_subset(_cifar_spec(raw), name="c").save(tmp_path / "data" / "subset.pt")
+    old = raw.stat()
+
+    os.utime(raw, ns=(old.st_atime_ns, old.st_mtime_ns + 10**9))  # touched, same bytes: still fresh
+    assert PreparedSubset.load(tmp_path / "data" / "subset.pt").n == 4
+
+    # Other data at the same path, with the old modification time (as `mv` or `cp -p` leave it).
+    _cifar_tarball(raw, per_batch=21)
+    os.utime(raw, ns=(old.st_atime_ns, old.st_mtime_ns))
+    with pytest.raises(DataError, match=rf"subset.pt is stale: it was prepared from {raw} with SHA-256"):
+        PreparedSubset.load(tmp_path / "data" / "subset.pt")
+
+
+@pytest.mark.slow  # ~25 s: three dry runs and one workflow run
+def test_raw_data_is_an_input_of_the_prepare_rule(tmp_path):
+    from tests.test_data import _cifar_tarball
+
+    raw = tmp_path / "raw" / "c.tar.gz"
+    overlay = tmp_path / "overlay.yaml"
+    entry = f"{{format: cifar10, path: {raw}, classes: [horse, automobile], n: 4}}"
+    overlay.write_text(f"datasets:\n  c: {entry}\n")
+    target = "results/data/c/subset.pt"
+    args = [target, "--configfile", str(REPO / "config" / "tiny.yaml"), str(overlay)]
+    missing = _dry_run(tmp_path, *args)  # a dry run names the missing raw data
+    assert missing.returncode != 0 and str(raw) in missing.stdout + missing.stderr
+    raw.parent.mkdir()
+    _cifar_tarball(raw)
+    exe = Path(sys.executable).with_name("snakemake")
+    run = subprocess.run([str(exe), "--cores", "1", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+                          *args], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Nothing to be done" in (lambda r: r.stdout + r.stderr)(_dry_run(tmp_path, *args))
+    time.sleep(0.01)
+    _cifar_tarball(raw, per_batch=21)  # replaced, newer: the subset is prepared again
+    again = _dry_run(tmp_path, *args)
+    assert "prepare_subset" in again.stdout and "Nothing to be done" not in again.stdout + again.stderr
