@@ -22,11 +22,12 @@ import torch
 from diffusion_regimes.cli import main
 from diffusion_regimes.data import PreparedSubset
 from diffusion_regimes.errors import TrainingError
-from diffusion_regimes.lock import LOCK_NAME, folder_lock
+from diffusion_regimes.lock import JOB_ENV, LOCK_NAME, folder_lock
 from diffusion_regimes.provenance import save_torch
 from diffusion_regimes.train import TrainConfig, list_checkpoints, load_checkpoint, train_ddpm
 from diffusion_regimes.unet import preset
 
+REPO = Path(__file__).resolve().parents[1]
 N = 16
 TINY16 = preset("tiny", in_channels=1, image_size=16)
 
@@ -216,7 +217,7 @@ def test_worker_dies_with_its_job_wrapper(tmp_path):
     args = " ".join(f"'{a}'" for a in _train_args(tmp_path, steps=100_000, every=50_000))
     # `; true` keeps bash from exec-ing python, so python is the wrapper's child as in a workflow job.
     command = f"{sys.executable} -m diffusion_regimes {args} 2>/dev/null; true"
-    wrapper = subprocess.Popen(["bash", "-c", command])
+    wrapper = subprocess.Popen(["bash", "-c", command], env={**os.environ, JOB_ENV: "1"})
     children = Path(f"/proc/{wrapper.pid}/task/{wrapper.pid}/children")
     lock = tmp_path / "runs" / LOCK_NAME
     deadline = time.monotonic() + 60
@@ -234,6 +235,39 @@ def test_worker_dies_with_its_job_wrapper(tmp_path):
         time.sleep(0.05)
     assert lock.read_text() == ""  # it exited through its cleanup (SIGTERM -> SystemExit), lock emptied
     assert not (tmp_path / "final.pt").exists()
+
+
+def _gone(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    return not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+@pytest.mark.slow  # ~20 s: a real workflow run up to the training job
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
+def test_killing_snakemake_stops_the_training_worker(tmp_path):
+    (tmp_path / "long.yaml").write_text("train:\n  steps: 100000\n  checkpoint_every: 50000\n")
+    exe = Path(sys.executable).with_name("snakemake")
+    workflow = subprocess.Popen(
+        [str(exe), "--cores", "1", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+         "results/models/mnist/unet/final.pt", "--configfile", str(REPO / "config" / "tiny.yaml"),
+         str(tmp_path / "long.yaml")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    lock = tmp_path / "results" / "models" / "mnist" / "unet" / "runs" / LOCK_NAME
+    deadline = time.monotonic() + 180
+    try:
+        while not (lock.exists() and lock.read_text()):  # the training worker holds its run folder
+            assert time.monotonic() < deadline and workflow.poll() is None
+            time.sleep(0.2)
+        worker = int(lock.read_text().split()[0])
+    finally:
+        workflow.send_signal(signal.SIGKILL)
+        workflow.wait()
+    deadline = time.monotonic() + 20
+    while not _gone(worker):
+        if time.monotonic() > deadline:
+            os.kill(worker, signal.SIGKILL)
+            pytest.fail("the training worker outlived the killed Snakemake process")
+        time.sleep(0.1)
+    assert lock.read_text() == ""
 
 
 # --- item 6: a truncated newest checkpoint -----------------------------------------------------------------
@@ -290,7 +324,6 @@ def test_read_only_output_folder_fails_before_training(tmp_path, capsys):
 
 # --- item 7: cross-key checks before the first job ---------------------------------------------------------
 
-REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
 BAD_OVERLAYS = {

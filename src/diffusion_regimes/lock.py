@@ -17,6 +17,8 @@ import os
 import signal
 import socket
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,12 +64,28 @@ def folder_lock(folder: str | Path) -> Iterator[Path]:
         os.close(fd)  # closing the descriptor releases the flock
 
 
-def die_with_parent(sig: int = signal.SIGTERM) -> bool:
-    """Ask Linux to send ``sig`` to this process when its parent dies; ``False`` where unsupported.
+JOB_ENV = "DIFFUSION_REGIMES_WORKFLOW_JOB"
+"""Set by the workflow (common.smk): the process is a Snakemake job, not a command a user started."""
 
-    A workflow job is ``bash -c "python -m diffusion_regimes ..."``: when the job wrapper is killed, the
-    worker must not keep running and write outputs the workflow has already given up on.
-    """
+
+def _start_time(pid: int) -> str | None:
+    """Kernel start time of ``pid`` (tells a live process from a later one reusing its PID), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22; the command name may hold spaces
+
+
+def _ppid_of(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> bool:
+    """Ask Linux to send ``sig`` to this process when its parent dies; ``False`` where unsupported."""
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -80,6 +98,40 @@ def die_with_parent(sig: int = signal.SIGTERM) -> bool:
     if os.getppid() == 1:
         os.kill(os.getpid(), sig)
     return True
+
+
+def watch_grandparent(*, interval_s: float = 2.0, sig: int = signal.SIGTERM) -> bool:
+    """Send ``sig`` to this process once its grandparent (the Snakemake process of a job) is gone.
+
+    The parent is the job's ``bash -c`` wrapper, which outlives a killed Snakemake: without this the
+    worker would keep running and write outputs the workflow no longer tracks.  A daemon thread polls
+    ``/proc``; ``False`` where there is no ``/proc``.
+    """
+    parent = os.getppid()
+    grandparent = _ppid_of(parent)
+    if grandparent is None or grandparent <= 1:
+        return False
+    born = _start_time(grandparent)
+
+    def watch() -> None:
+        while _start_time(grandparent) == born:
+            time.sleep(interval_s)
+        log.warning("the workflow process %d that started this job is gone; stopping", grandparent)
+        os.kill(os.getpid(), sig)
+
+    threading.Thread(target=watch, name="watch-workflow", daemon=True).start()
+    return True
+
+
+def die_with_job() -> None:
+    """In a workflow job, end this worker when its job wrapper or the Snakemake process dies.
+
+    Only in a workflow job: a command a user starts by hand (``nohup python -m diffusion_regimes ...``)
+    must survive its shell.
+    """
+    if os.environ.get(JOB_ENV):
+        die_with_parent()
+        watch_grandparent()
 
 
 def exit_on_sigterm() -> None:

@@ -1,14 +1,19 @@
 # Shared helpers: config validation, the Python that runs the package CLI, and the target registry.
 import json
+import os
 import sys
 
 from diffusion_regimes.config import validate as validate_config
+from diffusion_regimes.lock import JOB_ENV
 from diffusion_regimes.preflight import preflight
 
 # Fail before any job runs when a key or value is invalid; fills the schema defaults into `config`.
 validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 # Checks across keys (names of subsets used elsewhere, UNet groups, time ranges), also before any job.
 preflight(config)
+
+# Jobs inherit this: their workers stop when the job wrapper or Snakemake dies (diffusion_regimes.lock).
+os.environ[JOB_ENV] = "1"
 
 # The interpreter running Snakemake also runs the package CLI (the same environment everywhere).
 CLI = f"{sys.executable} -m diffusion_regimes"
