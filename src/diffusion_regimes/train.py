@@ -299,9 +299,10 @@ def _check_probe_loss(model: UNet, probe: torch.Tensor, *, step: int, seed: int,
     if not math.isfinite(loss):
         good = list_checkpoints(run_dir)
         kept = f"the last good checkpoint is {good[-1][1]}" if good else "no checkpoint exists yet"
+        cause = "some weights are NaN/inf" if not params_finite else "the weights are finite but overflow"
         raise TrainingError(
-            f"the weights after step {step} give a non-finite loss on a probe batch (non-finite weights: "
-            f"{not params_finite}); they were not saved and {kept}. Lower train.lr or check the data."
+            f"the weights after step {step} give a non-finite loss on a probe batch ({cause}); they were "
+            f"not saved and {kept}. Lower train.lr or check the data."
         )
 
 
