@@ -305,7 +305,7 @@ def test_unwritable_output_folder_fails_before_training(tmp_path, capsys):
     (tmp_path / "tables").write_text("a file where the tables folder should be")
     assert main(_train_args(tmp_path, steps=2)) == 2
     err = capsys.readouterr().err
-    assert f"cannot create the output folder {tmp_path / 'tables'}" in err
+    assert f"{tmp_path / 'tables'} exists but is not a folder" in err
     assert not (tmp_path / "runs").exists()  # nothing computed
 
 

@@ -202,11 +202,10 @@ def load_checkpoint(path: str | Path, *, device: torch.device | str = "cpu") -> 
     except FileNotFoundError as exc:
         raise TrainingError(f"checkpoint not found: {path}") from exc
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
-        # torch reports a truncated archive as "PytorchStreamReader failed reading zip archive".
-        raise CorruptCheckpointError(
-            f"checkpoint {path} is truncated or corrupt ({str(exc).splitlines()[0]}); "
-            "delete it to use the previous checkpoint"
-        ) from exc
+        # torch reports a truncated archive as "PytorchStreamReader failed reading zip archive: ...", then
+        # several sentences of advice; the first sentence is the diagnosis.
+        reason = str(exc).split(". ")[0].splitlines()[0]
+        raise CorruptCheckpointError(f"checkpoint {path} is truncated or corrupt ({reason})") from exc
 
 
 def load_denoiser(path: str | Path, *, weights: str = "auto", device: torch.device | str = "cpu") -> UNet:
@@ -271,10 +270,13 @@ def _resume_point(run_dir: Path, *, steps: int, device: torch.device) -> tuple[i
             return step, path, load_checkpoint(path, device=device)
         except CorruptCheckpointError as exc:
             if step == steps and later:
-                raise
+                raise CorruptCheckpointError(
+                    f"{exc}; it is the checkpoint at train.steps = {steps}, below newer ones, so there is "
+                    "nothing to fall back to: set train.steps to another kept step"
+                ) from exc
             aside = path.with_name(path.name + ".corrupt")
             os.replace(path, aside)
-            log.warning("%s; moved it to %s and falling back to the previous checkpoint", exc, aside)
+            log.warning("%s; moved it to %s and falling back to the previous checkpoint (if any)", exc, aside)
     return 0, None, None
 
 

@@ -24,6 +24,9 @@ def ensure_writable(*outputs: Path) -> None:
     """
     for output in outputs:
         folder = Path(output).parent
+        if folder.exists() and not folder.is_dir():
+            raise OutputError(f"{folder} exists but is not a folder, so {output} cannot be written there; "
+                              "move it away and re-run")
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
