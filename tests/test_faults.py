@@ -480,3 +480,33 @@ def test_permission_error_on_a_temporary_file_names_the_folder(tmp_path, monkeyp
     err = capsys.readouterr().err
     assert f"permission denied writing {out.parent / '.out.part'}: make {out.parent} writable" in err
     assert "Traceback" not in err
+
+
+def test_every_checksummed_raw_file_is_located(tmp_path):
+    import tarfile
+
+    import numpy as np
+    from PIL import Image
+
+    from diffusion_regimes.data import DatasetSpec, prepare_subset
+    from tests.test_data import _cifar_tarball, _write_idx
+
+    rng = np.random.default_rng(0)
+    idx = tmp_path / "idx"
+    idx.mkdir()
+    _write_idx(idx / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (20, 28, 28)))
+    _write_idx(idx / "train-labels-idx1-ubyte.gz", np.repeat(np.arange(10), 2))
+    folder = tmp_path / "folder"
+    for name in ("a", "b"):
+        (folder / name).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / name / f"{i}.png")
+    _cifar_tarball(tmp_path / "c.tar.gz")
+    with tarfile.open(tmp_path / "c.tar.gz") as tar:
+        tar.extractall(tmp_path / "cifar", filter="data")  # the extracted folder keeps a sub-folder
+    specs = [DatasetSpec(format="mnist_idx", path=str(idx), classes=("1", "2"), n=2),
+             DatasetSpec(format="image_folder", path=str(folder), classes=("a", "b"), n=4, resolution=4),
+             DatasetSpec(format="cifar10", path=str(tmp_path / "cifar"), classes=("horse", "automobile"), n=2)]
+    for spec in specs:
+        meta = prepare_subset(spec, name="x").metadata
+        assert set(meta["source_files"]) == set(meta["source_checksums"]) and meta["source_files"], spec.format
