@@ -506,7 +506,9 @@ def test_every_checksummed_raw_file_is_located(tmp_path):
         tar.extractall(tmp_path / "cifar", filter="data")  # the extracted folder keeps a sub-folder
     specs = [DatasetSpec(format="mnist_idx", path=str(idx), classes=("1", "2"), n=2),
              DatasetSpec(format="image_folder", path=str(folder), classes=("a", "b"), n=4, resolution=4),
-             DatasetSpec(format="cifar10", path=str(tmp_path / "cifar"), classes=("horse", "automobile"), n=2)]
+             DatasetSpec(format="cifar10", path=str(tmp_path / "cifar"), classes=("horse", "automobile"),
+                         n=2)]
     for spec in specs:
         meta = prepare_subset(spec, name="x").metadata
-        assert set(meta["source_files"]) == set(meta["source_checksums"]) and meta["source_files"], spec.format
+        located = set(meta["source_files"])
+        assert located and located == set(meta["source_checksums"]), spec.format
