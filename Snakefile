@@ -3,7 +3,15 @@
 from pathlib import Path
 
 
-configfile: Path(workflow.basedir) / "config" / "config.yaml"
+from diffusion_regimes.config import load_yaml
+
+DEFAULT_CONFIG = Path(workflow.basedir) / "config" / "config.yaml"
+# Read once by our loader first: an empty or malformed file is reported with its name and line
+# (Snakemake's own message names neither).
+load_yaml(DEFAULT_CONFIG, allow_empty=False)
+
+
+configfile: DEFAULT_CONFIG
 
 
 report: "workflow/report/workflow.rst"
@@ -24,3 +32,10 @@ rule all:
     input:
         all_targets(),
     default_target: True
+
+
+# Targets asked for by path: n must be even (two balanced classes) and the model one that is registered;
+# anything else is "no rule to produce" at once instead of a row on unbalanced classes or a KeyError.
+wildcard_constraints:
+    n=r"[0-9]*[02468]",
+    model="|".join(REGIMES_MODELS),

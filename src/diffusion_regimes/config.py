@@ -25,14 +25,24 @@ T = TypeVar("T")
 __all__ = ["ConfigError", "build", "deep_merge", "from_json", "load_yaml", "to_dict", "validate"]
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, with an error naming the file when it is missing or not a mapping."""
+def load_yaml(path: str | Path, *, allow_empty: bool = True) -> dict[str, Any]:
+    """Read a YAML mapping, with an error naming the file (and line) when it is missing or malformed."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     with path.open() as fh:
-        data = yaml.safe_load(fh)
+        try:
+            data = yaml.safe_load(fh)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ConfigError(f"{where}: not valid YAML ({problem}); check the indentation and brackets "
+                              "there (spaces only, no tabs)") from exc
     if data is None:
+        if not allow_empty:
+            raise ConfigError(f"{path} is empty; it must hold the configuration mapping "
+                              "(see config/README.md)")
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
@@ -61,6 +71,15 @@ def _format_error(error: Any) -> str:
         return f"{location}: {error.instance!r} is not valid; choose one of {error.validator_value}"
     if validator == "required":
         return f"{location}: {error.message}"
+    if validator == "type" and isinstance(error.instance, str) and "number" in str(error.validator_value):
+        try:
+            float(error.instance)
+        except ValueError:
+            pass
+        else:
+            # YAML 1.1 reads 1e-3 (no dot in the mantissa) as the string "1e-3".
+            return (f"{location}: {error.instance!r} is a string, not a number; write it with a dot and a "
+                    f"signed exponent, e.g. 1.0e-3, or as a decimal, e.g. 0.001")
     return f"{location}: {error.message}"
 
 

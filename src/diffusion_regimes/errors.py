@@ -15,3 +15,7 @@ class DataError(PipelineError):
 
 class TrainingError(PipelineError):
     """Training cannot continue (e.g. a non-finite loss); the message says what was kept."""
+
+
+class OutputError(PipelineError):
+    """An output cannot be written (e.g. a folder without write permission); the message names the folder."""

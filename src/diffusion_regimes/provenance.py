@@ -101,11 +101,15 @@ def write_json(path: str | Path, data: Any) -> None:
 
 
 def save_torch(obj: Any, path: str | Path) -> None:
-    """Atomic ``torch.save`` (tensors, state dicts, checkpoints): a killed job leaves no truncated file."""
+    """Atomic ``torch.save`` (tensors, state dicts, checkpoints): a killed job leaves no truncated file.
+
+    Saved through an open file handle: given a path, ``torch.save`` records the (random) temporary file
+    name inside the archive, so equal objects would give files with different SHA-256.
+    """
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    with atomic_path(path) as tmp, tmp.open("wb") as fh:
+        torch.save(obj, fh)
 
 
 def write_sidecar(

@@ -26,8 +26,11 @@ import hashlib
 import json
 import logging
 import math
+import os
+import pickle
 import re
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -244,12 +247,21 @@ def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+class CorruptCheckpointError(TrainingError):
+    """A checkpoint file exists but cannot be read (truncated by a full disk or a copy, or not one)."""
+
+
 def load_checkpoint(path: str | Path, *, device: torch.device | str = "cpu") -> dict:
     """A checkpoint's dictionary (tensors on ``device``), loaded with ``weights_only=True``."""
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError as exc:
         raise TrainingError(f"checkpoint not found: {path}") from exc
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+        # torch reports a truncated archive as "PytorchStreamReader failed reading zip archive: ...", then
+        # several sentences of advice; the first sentence is the diagnosis.
+        reason = str(exc).split(". ")[0].splitlines()[0]
+        raise CorruptCheckpointError(f"checkpoint {path} is truncated or corrupt ({reason})") from exc
 
 
 def load_denoiser(path: str | Path, *, weights: str = "auto", device: torch.device | str = "cpu") -> UNet:
@@ -290,6 +302,66 @@ def _truncate_loss_log(path: Path, step: int) -> None:
     kept = lines[:1] + [ln for ln in lines[1:] if ln and int(ln.split(",")[0]) <= step]
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(kept) + "\n")
+
+
+def _resume_point(run_dir: Path, *, steps: int, device: torch.device) -> tuple[int, Path | None, dict | None]:
+    """``(step, path, checkpoint)`` to continue from toward ``steps``; ``(0, None, None)`` for a fresh run.
+
+    A truncated or corrupt checkpoint is renamed ``*.corrupt`` (kept for inspection, never deleted) and
+    the previous complete one is used.  Checkpoints beyond ``steps`` (``train.steps`` lowered) are never
+    deleted: the checkpoint at exactly ``steps`` is used when it is kept, otherwise training refuses,
+    since training a shorter run beside them would mix two trajectories in one folder.
+    """
+    found = list_checkpoints(run_dir)
+    later = [s for s, _ in found if s > steps]
+    if later and steps not in {s for s, _ in found}:
+        kept = ", ".join(str(s) for s, _ in found)
+        raise TrainingError(
+            f"train.steps = {steps} is below the newest checkpoint (step {later[-1]}) in {run_dir}, and no "
+            f"checkpoint is kept at step {steps} (kept: {kept}). Nothing was changed. Set train.steps to a "
+            f"kept step or >= {later[-1]}, or move {run_dir} away to train a fresh shorter run."
+        )
+    for step, path in reversed([(s, p) for s, p in found if s <= steps]):
+        try:
+            return step, path, load_checkpoint(path, device=device)
+        except CorruptCheckpointError as exc:
+            if step == steps and later:
+                raise CorruptCheckpointError(
+                    f"{exc}; it is the checkpoint at train.steps = {steps}, below newer ones, so there is "
+                    "nothing to fall back to: set train.steps to another kept step"
+                ) from exc
+            aside = path.with_name(path.name + ".corrupt")
+            os.replace(path, aside)
+            log.warning("%s; moved it to %s and falling back to the previous checkpoint (if any)", exc, aside)
+    return 0, None, None
+
+
+@torch.no_grad()
+def _check_probe_loss(model: UNet, probe: torch.Tensor, *, step: int, seed: int, alpha_bar: torch.Tensor,
+                      bf16: bool, run_dir: Path) -> None:
+    """Refuse to save weights that give a non-finite loss on the probe batch ``probe`` ``(B, C, H, W)``.
+
+    The training losses of an interval are computed *before* each update, so the weights after the last
+    update of an interval are otherwise unchecked (an exploding step can leave finite weights that give
+    NaN on every batch).  The probe uses its own generator and eval mode (no dropout draw), so it leaves
+    every RNG stream of the training untouched and a resumed run stays bit-identical.
+    """
+    params_finite = all(bool(torch.isfinite(p).all()) for p in model.parameters())
+    loss = float("nan")
+    if params_finite:
+        was_training = model.training
+        model.eval()
+        gen = torch.Generator(device=probe.device).manual_seed(_mix(seed, -3))
+        loss = ddpm_loss(model, probe, alpha_bar=alpha_bar, generator=gen, bf16=bf16).item()
+        model.train(was_training)
+    if not math.isfinite(loss):
+        good = list_checkpoints(run_dir)
+        kept = f"the last good checkpoint is {good[-1][1]}" if good else "no checkpoint exists yet"
+        cause = "some weights are NaN/inf" if not params_finite else "the weights are finite but overflow"
+        raise TrainingError(
+            f"the weights after step {step} give a non-finite loss on a probe batch ({cause}); they were "
+            f"not saved and {kept}. Lower train.lr or check the data."
+        )
 
 
 CheckpointHook = Callable[[int, nn.Module, Path], None]
@@ -337,18 +409,19 @@ def train_ddpm(
         noise_gen = torch.Generator(device=device).manual_seed(_mix(seed, -2))
         alpha_bar = DDPMSchedule().alpha_bar.to(device)
 
-        start = 0
-        candidates = [(s, p) for s, p in list_checkpoints(run_dir) if s <= config.steps]
-        if candidates:
-            start, path = candidates[-1]
-            ckpt = load_checkpoint(path, device=device)
+        start, path, ckpt = _resume_point(run_dir, steps=config.steps, device=device)
+        if ckpt is not None:
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
             if ema is not None:
                 ema.load_state_dict(ckpt["ema"])
             _set_rng_state(ckpt["rng"], device, noise_gen)
             log.info("resuming from %s (step %d of %d)", path, start, config.steps)
-        _truncate_loss_log(loss_log, start)
+        if start < config.steps:
+            # Rows past ``start`` come from a killed run and will be logged again; when ``start`` equals
+            # the target (a lowered train.steps served by a kept checkpoint) later rows belong to the
+            # longer run and stay, and the caller reads only rows <= ``config.steps``.
+            _truncate_loss_log(loss_log, start)
         if not loss_log.exists():
             loss_log.write_text("step,loss,images_per_s,elapsed_s\n")
 
@@ -401,6 +474,10 @@ def train_ddpm(
                     fh.write(f"{done},{losses.mean().item():.8g},{rate:.4g},{now - t0:.4g}\n")
                 pending, t_log = [], now
             if at_checkpoint:
+                # The probe batch is this step's batch: its images just gave a finite loss, so a
+                # non-finite probe loss can only come from the updated weights.
+                _check_probe_loss(model, data[idx], step=done, seed=seed, alpha_bar=alpha_bar, bf16=bf16,
+                                  run_dir=run_dir)
                 newest = checkpoint_path(run_dir, done)
                 save_torch({
                     "step": done,
@@ -410,7 +487,10 @@ def train_ddpm(
                     "rng": _rng_state(device, noise_gen),
                     "config": config_record,
                 }, newest)
-                for _, old in list_checkpoints(run_dir)[: -config.keep_checkpoints]:
+                # Only checkpoints older than the one just written (a later one would have stopped the
+                # run in _resume_point), so the newest is never deleted.
+                older = [p for s, p in list_checkpoints(run_dir) if s < done]
+                for old in older[: max(0, len(older) - (config.keep_checkpoints - 1))]:
                     old.unlink()
                 if on_checkpoint is not None:
                     sampler_model = ema if ema is not None else model

@@ -1,12 +1,13 @@
 # Shared helpers: config validation, the Python that runs the package CLI, and the target registry.
 import json
-import sys
-
 import os
+import sys
 
 from diffusion_regimes.config import migrate_legacy_resources
 from diffusion_regimes.config import validate as validate_config
 from diffusion_regimes.errors import ConfigError
+from diffusion_regimes.lock import JOB_ENV
+from diffusion_regimes.preflight import preflight
 
 SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
 
@@ -17,6 +18,11 @@ for notice in migrate_legacy_resources(config):
 validate_config(config, SCHEMAS / "config.schema.yaml")
 # The defaults of `resources:` sit one $ref deeper than the validator fills, so fill them here.
 validate_config(config["resources"], SCHEMAS / "resources.schema.yaml")
+# Checks across keys (names of subsets used elsewhere, UNet groups, time ranges), also before any job.
+preflight(config)
+
+# Jobs inherit this: their workers stop when the job wrapper or Snakemake dies (diffusion_regimes.lock).
+os.environ[JOB_ENV] = "1"
 
 
 def repo_path(relative):

@@ -3,7 +3,8 @@
 # Resuming: checkpoints go to results/models/{dataset}/unet/runs/<config hash>/, which is NOT an output
 # of the rule.  Snakemake deletes only the declared outputs of a failed or killed job, so the
 # checkpoints survive and re-running the rule continues from the newest one (same config hash) with
-# bit-identical results.  The declared outputs are written only after the last step.
+# bit-identical results.  The declared outputs are written only after the last step.  The trainer holds
+# runs/.lock (its PID) while it runs: a second trainer on the same folder refuses, naming that PID.
 
 
 def ddpm_datasets():

@@ -12,6 +12,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from diffusion_regimes.cli import data as _data
 from diffusion_regimes.cli import gaussian_mixture, ideal
@@ -85,6 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = args.func(args)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except PermissionError as exc:
+        where = Path(exc.filename).parent if exc.filename else "an output folder"
+        print(f"error: permission denied writing {exc.filename}: make {where} writable and re-run",
+              file=sys.stderr)
         return 2
     finally:
         JOB_SUMMARY.reset(token)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import contextvars
+import os
+from pathlib import Path
 from typing import Any
+
+from diffusion_regimes.errors import OutputError
 
 
 def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,3 +28,23 @@ JOB_SUMMARY: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("jo
 def job_summary() -> dict[str, Any]:
     """The running command's summary fields (a throwaway dict when called outside ``cli.main``)."""
     return JOB_SUMMARY.get({})
+
+
+def ensure_writable(*outputs: Path) -> None:
+    """Fail before computing when the folder of an output cannot be created or written.
+
+    Otherwise a long job would be lost at its very end on a ``PermissionError`` about a temporary file.
+    """
+    for output in outputs:
+        folder = Path(output).parent
+        if folder.exists() and not folder.is_dir():
+            raise OutputError(f"{folder} exists but is not a folder, so {output} cannot be written there; "
+                              "move it away and re-run")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create the output folder {folder} for {output}: {exc.strerror}; "
+                              "fix its permissions (or the path) and re-run") from exc
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise OutputError(f"the output folder {folder} is not writable (needed for {output}); "
+                              "fix its permissions and re-run")

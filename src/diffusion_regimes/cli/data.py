@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from diffusion_regimes.cli.common import add_spec_arguments, job_summary
+from diffusion_regimes.cli.common import add_spec_arguments, ensure_writable, job_summary
 from diffusion_regimes.config import from_json, to_dict
 from diffusion_regimes.errors import DataError
 
@@ -21,6 +21,7 @@ def _prepare(args: argparse.Namespace) -> int:
     from diffusion_regimes.data import DatasetSpec, prepare_subset
 
     spec = from_json(DatasetSpec, args.spec, where=f"datasets.{args.name}")
+    ensure_writable(args.output)
     subset = prepare_subset(spec, name=args.name)
     subset.save(args.output)
     job_summary().update(dataset=args.name, images=subset.n, d=subset.d)

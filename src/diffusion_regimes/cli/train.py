@@ -10,9 +10,10 @@ from pathlib import Path
 import torch
 
 from diffusion_regimes import runtime
-from diffusion_regimes.cli.common import add_spec_arguments, job_summary
+from diffusion_regimes.cli.common import add_spec_arguments, ensure_writable, job_summary
 from diffusion_regimes.config import from_json, to_dict
 from diffusion_regimes.errors import DataError
+from diffusion_regimes.lock import folder_lock
 from diffusion_regimes.provenance import save_torch, write_sidecar, write_table
 from diffusion_regimes.train import (
     LOSS_LOG,
@@ -92,15 +93,21 @@ def train_and_report(
         save_figure(fig, folder / f"samples-{step:08d}.pdf", config=record, seed=seed)
 
     batch = config.batch_size_for(dataset)
-    result = train_ddpm(images, model_config=model_config, config=config, run_dir=run_dir, seed=seed,
-                        device=device, batch_size=batch, on_checkpoint=on_checkpoint, progress=True)
+    ensure_writable(checkpoint, loss_table, figure)
+    # Held until the outputs are written: a second trainer (e.g. after `snakemake --unlock` while an
+    # orphaned job still runs) refuses instead of interleaving checkpoints and outputs.
+    with folder_lock(run_dir):
+        result = train_ddpm(images, model_config=model_config, config=config, run_dir=run_dir, seed=seed,
+                            device=device, batch_size=batch, on_checkpoint=on_checkpoint, progress=True)
 
-    ckpt = load_checkpoint(result.checkpoint)
-    final = {key: ckpt[key] for key in ("step", "model", "ema", "config")}
-    save_torch(final, checkpoint)
-    write_sidecar(checkpoint, config=record, seed=seed, extra={"run_dir": str(result.run_dir)})
+        ckpt = load_checkpoint(result.checkpoint)
+        final = {key: ckpt[key] for key in ("step", "model", "ema", "config")}
+        save_torch(final, checkpoint)
+        write_sidecar(checkpoint, config=record, seed=seed, extra={"run_dir": str(result.run_dir)})
 
-    frame = pd.read_csv(result.run_dir / LOSS_LOG)
+        frame = pd.read_csv(result.run_dir / LOSS_LOG)
+    # The log of a longer run (train.steps lowered onto a kept checkpoint) goes past the model's step.
+    frame = frame[frame["step"] <= result.step].reset_index(drop=True)
     write_table(frame, loss_table, config=record, seed=seed)
 
     sampler_model = result.ema if result.ema is not None else result.model

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from diffusion_regimes.config import to_dict
+from diffusion_regimes.data.freshness import source_files
 from diffusion_regimes.data.registry import reader
 from diffusion_regimes.data.spec import DatasetSpec
 from diffusion_regimes.data.subset import PreparedSubset
@@ -66,5 +67,5 @@ def prepare_subset(spec: DatasetSpec, *, name: str) -> PreparedSubset:
         images=images, labels=labels, classes=tuple(spec.classes),  # type: ignore[arg-type]
         channel_means=means, dataset=name, indices=indices,
         metadata={"spec": to_dict(spec), "source_checksums": source.checksums,
-                  "available_per_class": counts},
+                  "source_files": source_files(spec, source.checksums), "available_per_class": counts},
     )

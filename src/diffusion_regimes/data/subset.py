@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from diffusion_regimes.data.freshness import check_fresh
 from diffusion_regimes.errors import DataError
 from diffusion_regimes.provenance import save_torch, write_json
 
@@ -104,8 +105,10 @@ class PreparedSubset:
         for p in (path, meta_path):
             if not p.is_file():
                 raise DataError(f"prepared subset file missing: {p} (run the prepare_subset rule)")
-        tensors = torch.load(path, weights_only=True)
         meta = json.loads(meta_path.read_text())
+        # Subsets prepared before raw files were recorded carry no "source_files": nothing to compare.
+        check_fresh(meta.get("source_files", {}), subset=path)
+        tensors = torch.load(path, weights_only=True)
         known = {"dataset", "classes", "n", "shape", "channel_means", "indices"}
         return cls(
             images=tensors["images"],

