@@ -1,4 +1,4 @@
-"""config/paper.yaml schedules the authors' protocol (issue 16): a Snakemake dry run, no data needed."""
+"""config/paper.yaml schedules the authors' protocol (issue 16): a Snakemake dry run on stand-in raw data."""
 
 import json
 import re
@@ -12,9 +12,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def commands(tmp_path_factory) -> dict[str, list[dict]]:
+def commands(tmp_path_factory, raw_placeholders) -> dict[str, list[dict]]:
     """The --spec JSON of every scheduled CLI call, by command name (``snakemake -n -p``)."""
     work = tmp_path_factory.mktemp("paper_dry_run")
+    raw_placeholders(work, REPO / "config" / "config.yaml", REPO / "config" / "paper.yaml")
     exe = Path(sys.executable).with_name("snakemake")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "snakemake"]
     run = subprocess.run(

@@ -61,7 +61,7 @@ def test_readme_command_extraction_finds_the_documented_forms():
 
 
 @pytest.fixture(scope="module")
-def checkout(tmp_path_factory) -> Path:
+def checkout(tmp_path_factory, raw_placeholders) -> Path:
     """The workflow files in a fresh folder (no results, no .snakemake), plus the overlay the README names."""
     root = tmp_path_factory.mktemp("checkout")
     for name in ("Snakefile", "workflow", "config", "profiles", "former"):
@@ -71,6 +71,7 @@ def checkout(tmp_path_factory) -> Path:
         else:
             shutil.copy2(source, root / name)
     (root / "my.yaml").write_text("run_datasets: [mnist]\n")
+    raw_placeholders(root, REPO / "config" / "config.yaml", REPO / "config" / "paper.yaml")
     return root
 
 
