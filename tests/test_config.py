@@ -26,7 +26,8 @@ def test_build_converts_lists_and_nested():
 
 
 def test_build_rejects_unknown_key_listing_valid_ones():
-    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['dimz'\]; valid keys are \['dims', 'inner', 'rate'\]"):
+    with pytest.raises(ConfigError,
+                       match=r"unknown key\(s\) \['dimz'\]; valid keys are \['dims', 'inner', 'rate'\]"):
         build(Outer, {"dimz": [1]})
 
 

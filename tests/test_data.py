@@ -247,9 +247,10 @@ def test_image_folder(tmp_path):
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
         for i in range(3):
-            Image.fromarray(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)).save(tmp_path / name / f"{i}.png")
-    s = prepare_subset(DatasetSpec(format="image_folder", path=str(tmp_path), resolution=6, classes=("a", "b"),
-                                   n=6), name="folder")
+            Image.fromarray(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)).save(
+                tmp_path / name / f"{i}.png")
+    s = prepare_subset(DatasetSpec(format="image_folder", path=str(tmp_path), resolution=6,
+                                   classes=("a", "b"), n=6), name="folder")
     assert s.images.shape == (6, 3, 6, 6)
 
 

@@ -142,7 +142,8 @@ def test_collapse_time_reads_theory_zero():
 
 def test_entropy_grid_on_ddpm_steps_is_the_authors_grid():
     # Steps 50, 100, ..., 950 mapped by t = -1/2 log alpha_bar(k), alpha_bar(k) = prod_{s<=k} (1 - beta_s)
-    # with beta linear from 1e-4 to 2e-2 over 1000 steps (docs/science.md section 1), computed here independently.
+    # with beta linear from 1e-4 to 2e-2 over 1000 steps (docs/science.md section 1), computed here
+    # independently.
     times = entropy_time_grid("ddpm_steps", t_min=0.02, t_max=3.0, n_times=20, step_every=50)
     betas = np.linspace(1e-4, 2e-2, 1000)
     expected = -0.5 * np.cumsum(np.log1p(-betas))[np.arange(50, 1000, 50) - 1]

@@ -71,7 +71,8 @@ def test_unet_rows_end_to_end(tmp_path):
                  for a in (f"--{name.split('.')[0]}", str(out / name))]
         return main(["regimes-clone", "--spec", spec, *common, "--dataset", "toy",
                      "--subset", str(tmp_path / "subset.pt"), "--classifier", str(tmp_path / "clf.pt"),
-                     "--spectra", str(tmp_path / "s.csv"), "--entropy", str(tmp_path / f"n{n}" / "entropy.csv"),
+                     "--spectra", str(tmp_path / "s.csv"),
+                     "--entropy", str(tmp_path / f"n{n}" / "entropy.csv"),
                      "--n", str(n), "--model", model, *extra, "--chunk-dir", str(out / "chunks"), *files])
 
     # the UNet saw all N images: measuring it against a prefix is refused (exit 2, ConfigError)
@@ -89,7 +90,8 @@ def test_unet_rows_end_to_end(tmp_path):
     rows = []
     for model in ("exact", "unet"):
         rows.append(str(tmp_path / f"n{N}" / model / "row.csv"))
-        assert main(["regimes-row", "--spec", spec, "--summary", str(tmp_path / f"n{N}" / model / "summary.json"),
+        assert main(["regimes-row", "--spec", spec,
+                     "--summary", str(tmp_path / f"n{N}" / model / "summary.json"),
                      "--entropy", str(tmp_path / f"n{N}" / "entropy.csv"),
                      "--spectra", str(tmp_path / "s.csv"),
                      "--dataset", "toy", "--model", model, "--out", rows[-1]]) == 0

@@ -85,7 +85,8 @@ def test_memorisation_ratio_hand_made():
     data = torch.tensor([[0.0], [10.0], [30.0]], dtype=torch.float64)
     x = torch.tensor([[1.0], [5.0], [12.0]], dtype=torch.float64)
     # distances: (1, 9) -> 1/9; (5, 5) -> 1; (2, 12) -> 1/6
-    torch.testing.assert_close(memorisation_ratio(x, data), torch.tensor([1 / 9, 1.0, 1 / 6], dtype=torch.float64))
+    torch.testing.assert_close(memorisation_ratio(x, data),
+                               torch.tensor([1 / 9, 1.0, 1 / 6], dtype=torch.float64))
     ratio, indices = memorisation(x, data)
     # the two neighbours, nearest first (the tie of the middle sample has no preferred order)
     assert indices[0].tolist() == [0, 1] and indices[2].tolist() == [1, 0]

@@ -246,7 +246,8 @@ def test_paper_jobs_fit_the_example_partitions(paper_rules, profile):
     for rule in paper_rules:
         threads = _value(rule.resources["_cores"])
         # regimes_clone's threads depend on the model: one job of each
-        per_model = [threads(SimpleNamespace(model=m)) for m in ("exact", "unet")] if callable(threads) else [threads]
+        per_model = ([threads(SimpleNamespace(model=m)) for m in ("exact", "unet")] if callable(threads)
+                     else [threads])
         jobs += [(rule, t) for t in per_model]
     for rule, threads in jobs:
         resources = {k: _value(v) for k, v in rule.resources.items() if k in ("mem_mb", "runtime", "gpu")}

@@ -101,7 +101,8 @@ def test_quality_gate_flags_inconsistent_labels_and_low_confidence():
     spec = IdealSpec()
     assert quality_verdict(phi_t_min=1.0, confident_fraction=0.95, real_confident_fraction=0.99, spec=spec) \
         == (True, "ok")
-    ok, reason = quality_verdict(phi_t_min=0.9, confident_fraction=0.7, real_confident_fraction=0.99, spec=spec)
+    ok, reason = quality_verdict(phi_t_min=0.9, confident_fraction=0.7, real_confident_fraction=0.99,
+                                 spec=spec)
     assert not ok and "phi(t_min)" in reason and "confident fraction" in reason
     ok, reason = quality_verdict(phi_t_min=1.0, confident_fraction=0.9, real_confident_fraction=float("nan"),
                                  spec=spec)

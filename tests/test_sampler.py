@@ -20,7 +20,8 @@ def gaussian_score(x, t):
 
 
 def _start(n, t, gen):
-    return torch.randn(n, 1, dtype=torch.float64, generator=gen) * math.sqrt(S2 * math.exp(-2 * t) + delta_t(t))
+    return torch.randn(n, 1, dtype=torch.float64, generator=gen) * math.sqrt(
+        S2 * math.exp(-2 * t) + delta_t(t))
 
 
 @pytest.mark.parametrize("integrator", [EulerMaruyama.uniform(t_max=6.0, n_steps=3000), DDPMAncestral()])
@@ -55,7 +56,8 @@ def test_clone_sweep_clone_is_trunk_with_fresh_noise():
     x = torch.ones(3, 2, dtype=torch.float64)
     hist = []
     sweep = clone_sweep(
-        x, integrator=integ, score=gaussian_score, branch_indices=[4], generator=torch.Generator().manual_seed(0),
+        x, integrator=integ, score=gaussian_score, branch_indices=[4],
+        generator=torch.Generator().manual_seed(0),
         hooks=[lambda i, t, s: hist.append((i, s.shape[0]))],
     )
     assert hist[3] == (4, 3) and hist[4] == (5, 6)
@@ -125,7 +127,8 @@ from diffusion_regimes.schedule import DDPMSchedule  # noqa: E402
 
 
 def _ancestral_reference(x, score, gen, sched):
-    """The 1000-step ancestral update of docs/science.md section 1 written out step by step (no noise at k = 1)."""
+    """The 1000-step ancestral update of docs/science.md section 1 written out step by step (no noise at
+    k = 1)."""
     for k in range(sched.n_steps, 0, -1):
         beta = float(sched.betas[k])
         noise = torch.randn(x.shape, dtype=x.dtype, generator=gen)

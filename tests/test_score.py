@@ -1,4 +1,5 @@
-"""The exact empirical score and the noise-predictor adapter against closed forms (docs/science.md sections 1, 5)."""
+"""The exact empirical score and the noise-predictor adapter against closed forms (docs/science.md
+sections 1, 5)."""
 
 import math
 

@@ -58,7 +58,7 @@ def test_collapse_time_is_zero_of_theory_curve():
     for n, d, sigma in [(20_000, 256, 1.0), (20_000, 4096, 1.0), (1000, 64, 0.7), (10**6, 12_288, 1.3)]:
         alpha = math.log(n) / d
 
-        def g(t):
+        def g(t, alpha=alpha, sigma=sigma):
             return alpha + 0.5 * math.log(delta_t(t) / (delta_t(t) + sigma**2 * math.exp(-2 * t)))
 
         root = optimize.brentq(g, 1e-6, 30.0, xtol=1e-14)

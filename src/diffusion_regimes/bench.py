@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 
 from diffusion_regimes.benchmarks import baseline, empirical_score
 from diffusion_regimes.benchmarks import gaussian_mixture as gm_bench
-from diffusion_regimes.benchmarks import unet as _unet
 from diffusion_regimes.benchmarks import spectrum as _spectrum
+from diffusion_regimes.benchmarks import unet as _unet
 
 
 def _matmul(args: argparse.Namespace) -> None:

@@ -85,7 +85,8 @@ class _BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(c_out)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False),
+                                          nn.BatchNorm2d(c_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.relu(self.bn1(self.conv1(x)))
@@ -245,7 +246,8 @@ class TrainedClassifier:
 
 
 def probabilities(model: nn.Module, images: torch.Tensor, *, batch_size: int = 512) -> torch.Tensor:
-    """Class probabilities ``(B, K)`` float32 of ``model`` on ``images (B, C, H, W)``, in eval mode, batched."""
+    """Class probabilities ``(B, K)`` float32 of ``model`` on ``images (B, C, H, W)``, in eval mode,
+    batched."""
     device = next(model.parameters()).device
     model.eval()
     out = []
@@ -290,7 +292,9 @@ def classifier_confidence(model: nn.Module, images: torch.Tensor, *, threshold: 
     return float((max_probability(model, images) >= threshold).double().mean())
 
 
-def split_indices(n: int, *, held_out_fraction: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def split_indices(
+    n: int, *, held_out_fraction: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Random (train, held-out) index split of ``n`` items; at least one item on each side."""
     perm = torch.randperm(n, generator=generator)
     n_out = min(n - 1, max(1, round(held_out_fraction * n)))
@@ -312,7 +316,8 @@ def train_classifier(
     measured at the end.
     """
     gen = torch.Generator().manual_seed(seed)
-    train_idx, test_idx = split_indices(images.shape[0], held_out_fraction=spec.held_out_fraction, generator=gen)
+    train_idx, test_idx = split_indices(images.shape[0], held_out_fraction=spec.held_out_fraction,
+                                        generator=gen)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # weight initialisation uses the global generator
         model = build_classifier(spec.architecture, images.shape[1], **_network_options(spec))
@@ -347,7 +352,9 @@ def train_classifier(
                              int(test_idx.numel()), test_idx)
 
 
-def save_classifier(trained: TrainedClassifier, path: str | Path, *, seed: int, extra: dict[str, Any] | None = None) -> None:
+def save_classifier(
+    trained: TrainedClassifier, path: str | Path, *, seed: int, extra: dict[str, Any] | None = None
+) -> None:
     """Checkpoint ``path`` (state_dict + spec + accuracy; loadable with ``weights_only=True``) and
     ``path`` with suffix ``.json`` holding the held-out accuracy and split sizes."""
     path = Path(path)
@@ -366,7 +373,9 @@ def save_classifier(trained: TrainedClassifier, path: str | Path, *, seed: int, 
     write_json(path.with_suffix(".json"), record)
 
 
-def load_classifier(path: str | Path, *, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+def load_classifier(
+    path: str | Path, *, device: torch.device | str = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
     """The model (eval mode, on ``device``) and its record from :func:`save_classifier`."""
     ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
     record = ckpt["record"]

@@ -1,4 +1,5 @@
-"""Excess entropy density f^e(t) of a training set, and the collapse time read off it (docs/science.md section 2).
+"""Excess entropy density f^e(t) of a training set, and the collapse time read off it (docs/science.md
+section 2).
 
 For n training points ``a_mu`` (rows of ``data``, shape ``(n, d)``) and n' samples
 ``x_nu = a_mu(nu) e^{-t} + sqrt(Delta_t) xi_nu`` of the noised empirical distribution ``P_t^e``:
@@ -109,9 +110,9 @@ def entropy_time_grid(
     """Ascending times ``(T,)`` float64 at which f^e(t) is estimated.
 
     ``kind = "geometric"``: ``n_times`` log-spaced times from ``t_min`` to ``t_max``.  ``kind =
-    "ddpm_steps"``: the continuous times ``t(k) = -1/2 log alpha_bar(k)`` (docs/science.md section 1) of the DDPM
-    steps ``k = s, 2s, ..., L - s`` with ``s = step_every``, the grid of the paper's authors (s = 50: steps
-    50 ... 950, t from 0.015 to 4.57), which lays f^e on the same steps as the cloning branch times.
+    "ddpm_steps"``: the continuous times ``t(k) = -1/2 log alpha_bar(k)`` (docs/science.md section 1) of the
+    DDPM steps ``k = s, 2s, ..., L - s`` with ``s = step_every``, the grid of the paper's authors (s = 50:
+    steps 50 ... 950, t from 0.015 to 4.57), which lays f^e on the same steps as the cloning branch times.
     """
     if kind == "geometric":
         return np.geomspace(t_min, t_max, n_times)

@@ -252,9 +252,9 @@ def fit_speciation_theory(
 
     ``times`` (B,) branch times in any order, ``agree`` (B, N) 0/1 same-class indicator of pair j at branch
     time b.  The likelihood is binomial per branch time, ``sum_b k_b log phi_b + (N - k_b) log(1 - phi_b)``
-    with ``phi_b = phi(t_b; Lambda_eff)`` (docs/science.md section 3 with sigma = 1, ``|m|^2 = Lambda_eff - 1``),
-    maximised over log Lambda_eff in (0, log 1e6] by a grid and golden section.  ``time`` is
-    ``1/2 log Lambda_eff``; the interval is the pair-bootstrap percentile interval.
+    with ``phi_b = phi(t_b; Lambda_eff)`` (docs/science.md section 3 with sigma = 1,
+    ``|m|^2 = Lambda_eff - 1``), maximised over log Lambda_eff in (0, log 1e6] by a grid and golden
+    section.  ``time`` is ``1/2 log Lambda_eff``; the interval is the pair-bootstrap percentile interval.
     """
     _check_confidence(confidence)
     t, a = _validate(times, agree)

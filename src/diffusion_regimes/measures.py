@@ -99,7 +99,8 @@ def crossing_with_interval(
 
 
 PHI_SPECIATION_LEVEL = 0.775
-"""phi(t) level defining the measured speciation time (finite-d curves cross there, docs/science.md section 3)."""
+"""phi(t) level defining the measured speciation time (finite-d curves cross there, docs/science.md
+section 3)."""
 
 PHI_COLLAPSE_LEVEL = 0.5
 """phi_C(t) level defining the measured collapse time from clones (docs/science.md section 5)."""
@@ -144,7 +145,8 @@ def two_nearest(
 def nearest_index(
     x: torch.Tensor, data: torch.Tensor, *, t: float = 0.0, max_chunk_bytes: int = 256 * 2**20
 ) -> torch.Tensor:
-    """Index ``(B,)`` of the training point nearest to ``x (B, ...)`` among ``data (n, d)`` scaled by e^{-t}."""
+    """Index ``(B,)`` of the training point nearest to ``x (B, ...)`` among ``data (n, d)`` scaled by
+    e^{-t}."""
     if data.shape[0] == 1:
         return torch.zeros(x.shape[0], dtype=torch.long, device=data.device)
     return two_nearest(x, data, t=t, max_chunk_bytes=max_chunk_bytes)[1][:, 0]
@@ -202,5 +204,6 @@ def collapse_times(indices: torch.Tensor, times: torch.Tensor, *, check_every: i
 
 
 def agreement(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-    """Elementwise ``first == second`` as float64: the per-pair summand of phi (classes) or phi_C (indices)."""
+    """Elementwise ``first == second`` as float64: the per-pair summand of phi (classes) or phi_C
+    (indices)."""
     return (first == second).to(torch.float64)

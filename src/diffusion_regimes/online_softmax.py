@@ -6,9 +6,10 @@ logits are
 
     l[b, mu] = alpha x_b.a_mu + bias_mu,  alpha = e^{-t}/Delta_t,  bias_mu = -e^{-2t} |a_mu|^2 / (2 Delta_t),
 
-i.e. ``-|x_b - a_mu e^{-t}|^2 / (2 Delta_t)`` up to the row constant ``|x_b|^2 / (2 Delta_t)`` (docs/science.md
-section 2: a batched distance matrix, never a loop over samples).  The columns are processed in chunks
-with a running row max and a rescaled running sum (online softmax), so memory does not grow with ``n``.
+i.e. ``-|x_b - a_mu e^{-t}|^2 / (2 Delta_t)`` up to the row constant ``|x_b|^2 / (2 Delta_t)``
+(docs/science.md section 2: a batched distance matrix, never a loop over samples).  The columns are
+processed in chunks with a running row max and a rescaled running sum (online softmax), so memory does
+not grow with ``n``.
 
 Precision contract.  The product and the bias (one fused ``addmm``) run in the dtype of the operands; the
 exponentials of a chunk are taken in that dtype after subtracting the running row max (values in (0, 1],

@@ -124,7 +124,8 @@ class IdealSpec:
 
     def __post_init__(self) -> None:
         if self.branch_grid not in ("time", "steps"):
-            raise ConfigError(f"ideal.branch_grid: {self.branch_grid!r} is not valid; choose 'time' or 'steps'")
+            raise ConfigError(f"ideal.branch_grid: {self.branch_grid!r} is not valid; "
+                              "choose 'time' or 'steps'")
         unknown = {m for m in self.sampler_steps if m not in MODELS}
         unknown |= {m for m in (self.n_pairs if isinstance(self.n_pairs, dict) else {}) if m not in MODELS}
         if unknown:
@@ -159,7 +160,8 @@ class IdealSpec:
         chosen = self.models.get(dataset, MODELS) if isinstance(self.models, dict) else self.models
         unknown = [m for m in chosen if m not in MODELS]
         if unknown:
-            raise ConfigError(f"ideal.models ({dataset}): unknown model(s) {unknown}; choose from {list(MODELS)}")
+            raise ConfigError(f"ideal.models ({dataset}): unknown model(s) {unknown}; "
+                              f"choose from {list(MODELS)}")
         return tuple(chosen)
 
     def pairs_for(self, model: str, *, n: int, subset_n: int) -> int:
@@ -322,7 +324,8 @@ def _clone_chunk(
     check_every: int,
     progress: bool,
 ) -> dict:
-    """One chunk of ``n_pairs`` shared-trunk sweeps: the raw per-pair measurements, branch order = ``indices``.
+    """One chunk of ``n_pairs`` shared-trunk sweeps: the raw per-pair measurements, branch order =
+    ``indices``.
 
     Returns tensors ``same_class``, ``same_point`` ``(B, P)`` uint8; ``t_collapse``, ``memorisation``,
     ``confidence`` ``(P,)`` float64; ``labels`` ``(P,)``; ``neighbours`` ``(P, 2)``; ``samples``
@@ -385,7 +388,8 @@ def cloning_experiment(
     chunk_dir: str | Path | None = None,
     progress: bool = False,
 ) -> CloningResult:
-    """Shared-trunk cloning from pure noise on a DDPM grid of ``steps`` steps, measured (docs/science.md section 5).
+    """Shared-trunk cloning from pure noise on a DDPM grid of ``steps`` steps, measured (docs/science.md
+    section 5).
 
     ``training``: ``(n, C, H, W)`` (or ``(n, d)``) the model's training set, used for nearest training
     points (scaled by e^{-t} along the trunk).  ``labeller``: ``(M, C, H, W) -> (M, K)`` class

@@ -30,7 +30,8 @@ from diffusion_regimes.schedule import DDPMSchedule, ou_time_grid
 
 
 class Score(Protocol):
-    """``score(x, t)``: ``x`` of shape ``(B, ...)`` at continuous time ``t`` -> ``grad log P_t(x)``, same shape."""
+    """``score(x, t)``: ``x`` of shape ``(B, ...)`` at continuous time ``t`` -> ``grad log P_t(x)``, same
+    shape."""
 
     def __call__(self, x: torch.Tensor, t: float) -> torch.Tensor: ...
 
@@ -268,7 +269,8 @@ def restart_sweep(
     generator: torch.Generator | None,
     progress: bool = False,
 ) -> RestartSweep:
-    """Cloning where every branch time restarts from noise (the reference protocol, docs/science.md section 5).
+    """Cloning where every branch time restarts from noise (the reference protocol, docs/science.md
+    section 5).
 
     ``starts``: ``(B, N, ...)`` independent initial states at ``times[0]``, one batch per branch index.
     Built on :func:`run_trajectories` (hence on the same :func:`reverse_step` as :func:`clone_sweep`); it
@@ -356,7 +358,8 @@ def clone_sweep(
     hooks: Sequence[Hook] = (),
     progress: bool = False,
 ) -> CloneSweep:
-    """Cloning with a shared trunk (docs/science.md section 5); :func:`restart_sweep` is the reference protocol.
+    """Cloning with a shared trunk (docs/science.md section 5); :func:`restart_sweep` is the reference
+    protocol.
 
     One trunk trajectory per starting point ``x`` (state at ``times[0]``) runs to ``t = 0``; when it passes
     each branch index a clone is copied from it, and all alive states advance together with independent

@@ -18,7 +18,8 @@ DTYPE = torch.float64
 
 
 def delta_t(t: float | torch.Tensor) -> float | torch.Tensor:
-    """Noise variance ``Delta_t = 1 - e^{-2t}`` of the OU process at time ``t`` (docs/science.md section 1)."""
+    """Noise variance ``Delta_t = 1 - e^{-2t}`` of the OU process at time ``t`` (docs/science.md
+    section 1)."""
     if isinstance(t, torch.Tensor):
         return -torch.expm1(-2.0 * t)
     return -math.expm1(-2.0 * t)
@@ -31,7 +32,8 @@ def forward_noise(a: torch.Tensor, t: float, *, generator: torch.Generator | Non
 
 
 def ou_time_grid(*, t_max: float, n_steps: int) -> torch.Tensor:
-    """Uniform descending grid ``t_max = t_0 > t_1 > ... > t_L = 0`` of ``L = n_steps`` Euler steps, ``(L+1,)``."""
+    """Uniform descending grid ``t_max = t_0 > t_1 > ... > t_L = 0`` of ``L = n_steps`` Euler steps,
+    ``(L+1,)``."""
     if t_max <= 0 or n_steps < 1:
         raise ValueError(f"need t_max > 0 and n_steps >= 1, got t_max={t_max}, n_steps={n_steps}")
     return torch.linspace(t_max, 0.0, n_steps + 1, dtype=DTYPE)

@@ -24,7 +24,8 @@ from diffusion_regimes.schedule import DDPMSchedule, delta_t
 
 
 def gamma_t(t: float, sigma: float) -> float:
-    """``Gamma_t = Delta_t + sigma^2 e^{-2t}``: variance of each noised cluster (docs/science.md section 3)."""
+    """``Gamma_t = Delta_t + sigma^2 e^{-2t}``: variance of each noised cluster (docs/science.md
+    section 3)."""
     return float(delta_t(t)) + sigma**2 * math.exp(-2.0 * t)
 
 

@@ -24,7 +24,8 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 __all__ = [
-    "SpectraOptions", "SubsetSpectrum", "bootstrap_top_eigenvalue", "centre_pixels", "channel_views", "covariance_spectrum", "subset_spectrum", "t_speciation",
+    "SpectraOptions", "SubsetSpectrum", "bootstrap_top_eigenvalue", "centre_pixels", "channel_views",
+    "covariance_spectrum", "subset_spectrum", "t_speciation",
     "spectrum_top", "top_eigenvalue",
 ]
 

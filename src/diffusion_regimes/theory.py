@@ -144,7 +144,8 @@ def t_collapse(n: int | np.ndarray, d: int | np.ndarray, *, sigma: float = 1.0) 
 
 
 def t_collapse_of_alpha(alpha: float | np.ndarray, *, sigma: float = 1.0) -> np.ndarray:
-    """``t_C = 1/2 log(1 + sigma^2 / (e^{2 alpha} - 1))``: t_C depends on (n, d) only through alpha = log(n)/d."""
+    """``t_C = 1/2 log(1 + sigma^2 / (e^{2 alpha} - 1))``: t_C depends on (n, d) only through
+    alpha = log(n)/d."""
     return 0.5 * np.log1p(sigma**2 / np.expm1(2.0 * np.asarray(alpha, dtype=np.float64)))
 
 
@@ -168,7 +169,8 @@ def log_cosh(x: np.ndarray | float) -> np.ndarray:
 
 
 def potential(q: np.ndarray | float, t: np.ndarray | float, *, d: int, mu_tilde: float = 1.0) -> np.ndarray:
-    """``V(q, t) = 1/2 q^2 - 2 mu~^2 log cosh(q e^{-t} sqrt(d))`` (docs/science.md section 3), broadcast over q, t.
+    """``V(q, t) = 1/2 q^2 - 2 mu~^2 log cosh(q e^{-t} sqrt(d))`` (docs/science.md section 3), broadcast
+    over q, t.
 
     The quadratic term confines, the log cosh term pulls towards the clusters: the curvature at q = 0 is
     ``1 - 2 mu~^2 d e^{-2t}``, so the double well opens at ``1/2 log(2 d mu~^2) = t_S + 1/2 log 2``, i.e. at

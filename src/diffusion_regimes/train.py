@@ -177,7 +177,8 @@ def ddpm_loss(
 ) -> torch.Tensor:
     """Noise-prediction loss on a batch ``a`` ``(B, C, H, W)``; ``alpha_bar`` ``(L+1,)`` on ``a.device``.
 
-    ``k ~ U{1..L}``, ``xi ~ N(0, I)``, ``x(k) = sqrt(abar) a + sqrt(1 - abar) xi`` (docs/science.md section 1).
+    ``k ~ U{1..L}``, ``xi ~ N(0, I)``, ``x(k) = sqrt(abar) a + sqrt(1 - abar) xi`` (docs/science.md
+    section 1).
     """
     n_steps = alpha_bar.numel() - 1
     k = torch.randint(1, n_steps + 1, (a.shape[0],), generator=generator, device=a.device)
@@ -463,7 +464,8 @@ def train_ddpm(
                 losses = torch.stack(pending).float().cpu()
                 if not torch.isfinite(losses).all():
                     good = list_checkpoints(run_dir)
-                    kept = f"the last good checkpoint is {good[-1][1]}" if good else "no checkpoint exists yet"
+                    kept = (f"the last good checkpoint is {good[-1][1]}" if good
+                            else "no checkpoint exists yet")
                     raise TrainingError(
                         f"non-finite training loss between steps {done - len(pending) + 1} and {done}; "
                         f"training stopped and {kept}. Check the data for NaN/inf or lower train.lr."

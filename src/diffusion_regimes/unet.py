@@ -96,8 +96,9 @@ class UNetConfig:
 
 # Named architectures; ``in_channels``/``image_size`` are set from the data (see :func:`preset`).
 PRESETS: dict[str, UNetConfig] = {
-    # docs/science.md section 6 with the authors' network details (Utils/Unet.py of their repository: GroupNorm(8),
-    # 4-head attention, GELU in the step MLP, Dropout2d, default init); 25.64 M parameters at 3x32x32.
+    # docs/science.md section 6 with the authors' network details (Utils/Unet.py of their repository:
+    # GroupNorm(8), 4-head attention, GELU in the step MLP, Dropout2d, default init); 25.64 M parameters at
+    # 3x32x32.
     "paper": UNetConfig(base_channels=64, channel_mult=(1, 2, 4, 4), num_res_blocks=2,
                         attention_levels=(1, 2), dropout=0.1, groups=8, attention_heads=4,
                         time_activation="gelu", dropout_kind="channel", zero_init=False),

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> None:
         data = torch.randn(train_batch, channels, image, image, device=device, generator=gen)
         opt = torch.optim.Adam(model.parameters(), lr=1e-4)
 
-        def train_step() -> None:
+        def train_step(model=model, data=data, gen=gen, opt=opt) -> None:
             loss = ddpm_loss(model, data, alpha_bar=alpha_bar, generator=gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -75,8 +75,11 @@ def run(args: argparse.Namespace) -> None:
         score = NoisePredictorScore(model, image_shape=(channels, image, image), schedule=schedule)
         xs = torch.randn(sample_batch, channels, image, image, device=device, generator=gen)
         integrator = DDPMAncestral(schedule)
-        t_sample = best_time(lambda: run_trajectories(xs, integrator=integrator, score=score, generator=gen,
-                                                      stop=sample_steps), repeats=repeats)
+
+        def sample_run(xs=xs, integrator=integrator, score=score, gen=gen, sample_steps=sample_steps):
+            return run_trajectories(xs, integrator=integrator, score=score, generator=gen, stop=sample_steps)
+
+        t_sample = best_time(sample_run, repeats=repeats)
         per_step = t_sample / sample_steps
         sample_ips = sample_batch / (per_step * schedule.n_steps)
 

@@ -1,4 +1,5 @@
-"""``prepare-subset``, ``spectrum`` and ``spectra-table``: the data layer and Table 1 (docs/science.md 2, 4)."""
+"""``prepare-subset``, ``spectrum`` and ``spectra-table``: the data layer and Table 1
+(docs/science.md 2, 4)."""
 
 from __future__ import annotations
 
@@ -32,8 +33,8 @@ def _prepare(args: argparse.Namespace) -> int:
 
 def _spectrum(args: argparse.Namespace) -> int:
     from diffusion_regimes.data import PreparedSubset
-    from diffusion_regimes.plots.spectrum import scree_figure
     from diffusion_regimes.plots import save_figure
+    from diffusion_regimes.plots.spectrum import scree_figure
     from diffusion_regimes.runtime import set_threads
     from diffusion_regimes.spectrum import SpectraOptions, subset_spectrum
 

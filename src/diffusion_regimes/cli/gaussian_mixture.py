@@ -1,4 +1,5 @@
-"""Gaussian-mixture commands (docs/science.md section 3): one job per dimension, then merged tables and figures.
+"""Gaussian-mixture commands (docs/science.md section 3): one job per dimension, then merged tables and
+figures.
 
 ``gm-speciation``    phi(t) for one d and engine -> partial table (one row per branch time)
 ``gm-collapse``      f^e(t)/alpha for one d -> partial table (one row per time)

@@ -130,7 +130,8 @@ def _regimes_clone(args: argparse.Namespace) -> None:
            "chunk_pairs": spec.chunk_pairs, "strip_times": spec.strip_times,
            "max_chunk_bytes": spec.max_chunk_bytes, "check_every": spec.nearest_check_every,
            "files": _file_digest(args.subset, args.classifier, args.checkpoint)}
-    chunk_dir = Path(args.chunk_dir) / hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    chunk_dir = Path(args.chunk_dir) / hashlib.sha256(
+        json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     # the seed is the base seed for every model and n: pair j starts from the same noise in the exact and
     # the learned sweeps (a paired comparison); see config/README.md, "Seeds"
     result = cloning_experiment(score=score, training=subset.images, spec=spec, n_pairs=pairs, steps=steps,
@@ -208,7 +209,8 @@ def _regimes_row(args: argparse.Namespace) -> None:
     summary = json.loads(Path(args.summary).read_text())
     entropy = pd.read_csv(args.entropy)
     lam, t_s = _spectrum_of(args.spectra, args.dataset)
-    ok, reason = quality_verdict(phi_t_min=summary["phi_t_min"], confident_fraction=summary["confident_fraction"],
+    ok, reason = quality_verdict(phi_t_min=summary["phi_t_min"],
+                                 confident_fraction=summary["confident_fraction"],
                                  real_confident_fraction=summary["real_confident_fraction"], spec=spec)
     copied = ("t_s_fit", "t_s_fit_low", "t_s_fit_high", "lambda_eff", "lambda_eff_low", "lambda_eff_high",
               "t_s_logistic", "t_s_logistic_low", "t_s_logistic_high",

@@ -128,9 +128,9 @@ def run(args: argparse.Namespace) -> int:
     subset = _load_subset(args.subset)
     log.info("training on %s: %d images of shape %s, device %s", args.dataset, subset.n,
              tuple(subset.images.shape[1:]), device)
-    train_and_report(subset.images, to_pixels=subset.to_pixels, dataset=args.dataset, unet=unet, config=config,
-                     seed=args.seed, device=device, run_dir=args.run_dir, checkpoint=args.checkpoint,
-                     loss_table=args.loss_table, figure=args.figure)
+    train_and_report(subset.images, to_pixels=subset.to_pixels, dataset=args.dataset, unet=unet,
+                     config=config, seed=args.seed, device=device, run_dir=args.run_dir,
+                     checkpoint=args.checkpoint, loss_table=args.loss_table, figure=args.figure)
     import pandas as pd
 
     losses = pd.read_csv(args.loss_table)

@@ -1,4 +1,5 @@
-"""Class names of downsampled ImageNet (Chrabaszcz et al. 2017) for the paper's pairs (docs/science.md section 4).
+"""Class names of downsampled ImageNet (Chrabaszcz et al. 2017) for the paper's pairs (docs/science.md
+section 4).
 
 The pickles store 1-based labels in the order of the ILSVRC devkit's ``map_clsloc.txt`` (``wnid label
 name`` per line), not the alphabetical-wnid order torchvision uses.  Only the classes whose label we

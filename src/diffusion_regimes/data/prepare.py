@@ -33,7 +33,8 @@ def select_positions(count: int, k: int, *, seed: int, label: int, selection: st
 def prepare_subset(spec: DatasetSpec, *, name: str) -> PreparedSubset:
     """Read, select, scale and centre the subset named ``name`` (the config key under ``datasets:``)."""
     if spec.n < 2 or spec.n % 2:
-        raise ConfigError(f"datasets.{name}.n: {spec.n} must be a positive even number (two balanced classes)")
+        raise ConfigError(f"datasets.{name}.n: {spec.n} must be a positive even number "
+                          "(two balanced classes)")
     if spec.format != "imagenet" and (spec.labels is not None or spec.batches is not None):
         raise ConfigError(f"datasets.{name}: `labels` and `batches` apply to format imagenet only "
                           f"(this subset has format {spec.format}); remove them")

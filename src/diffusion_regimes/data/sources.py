@@ -118,7 +118,8 @@ def _split_by_label(images: np.ndarray, labels: np.ndarray, wanted: list[int],
 
 
 def pad_mnist(images: np.ndarray) -> np.ndarray:
-    """(N, 28, 28) -> (N, 1, 32, 32) with two rows/columns of zeros on each side (docs/science.md section 4)."""
+    """(N, 28, 28) -> (N, 1, 32, 32) with two rows/columns of zeros on each side (docs/science.md
+    section 4)."""
     return np.pad(images.reshape(-1, 1, 28, 28), ((0, 0), (0, 0), (2, 2), (2, 2)))
 
 
@@ -376,7 +377,8 @@ def read_imagenet(spec: DatasetSpec) -> Source:
 
 # ---------------------------------------------------------------- LSUN
 def centre_crop_resize(image, resolution: int) -> np.ndarray:
-    """PIL image -> uint8 (3, r, r): centre crop to the short side, then resize (docs/science.md section 4)."""
+    """PIL image -> uint8 (3, r, r): centre crop to the short side, then resize (docs/science.md
+    section 4)."""
     from PIL import Image
 
     image = image.convert("RGB")

@@ -60,7 +60,8 @@ class PreparedSubset:
         return c * h * w
 
     def flat(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-        """(n, d) view of the centred images in ``dtype`` (float64 for covariances, docs/science.md section 2)."""
+        """(n, d) view of the centred images in ``dtype`` (float64 for covariances, docs/science.md
+        section 2)."""
         return self.images.reshape(self.n, -1).to(dtype)
 
     def to_pixels(self, images: torch.Tensor) -> torch.Tensor:

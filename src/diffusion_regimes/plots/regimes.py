@@ -10,7 +10,6 @@ import torch
 
 from diffusion_regimes.plots import new_figure
 
-
 MODEL_STYLE = {"exact": dict(marker="o", ls="-"), "unet": dict(marker="s", ls="--")}
 """Marker and line of each model, so the ideal and the learned model read apart on shared axes."""
 
@@ -51,7 +50,8 @@ def phi_figure(curves: Sequence[tuple[str, int, pd.DataFrame, pd.Series]], *, t_
         if "phi_fit" in table and np.isfinite(t_fit):
             ax.plot(table["t"] / t_s_theory, table["phi_fit"], color=colour, ls=style["ls"], lw=1)
             ax.errorbar([t_fit / t_s_theory], [0.775],
-                        xerr=[[max(0.0, (t_fit - low) / t_s_theory)], [max(0.0, (high - t_fit) / t_s_theory)]],
+                        xerr=[[max(0.0, (t_fit - low) / t_s_theory)],
+                              [max(0.0, (high - t_fit) / t_s_theory)]],
                         marker="D", ms=6, capsize=3, lw=1.5, color=colour, mfc="white" if not ok else colour,
                         label=rf"  fitted $t_S$ = {t_fit:.2f} [{low:.2f}, {high:.2f}]")
         ax_k.errorbar(table["k"] / k_s_theory, table["phi"], yerr=table["phi_se"], ms=4, capsize=2,
