@@ -246,16 +246,19 @@ class TrainedClassifier:
 
 
 def probabilities(model: nn.Module, images: torch.Tensor, *, batch_size: int = 512) -> torch.Tensor:
-    """Class probabilities ``(B, K)`` float32 of ``model`` on ``images (B, C, H, W)``, in eval mode,
-    batched."""
+    """Class probabilities ``(B, K)`` float64 of ``model`` on ``images (B, C, H, W)``, in eval mode, batched.
+
+    The softmax runs in float64 on the network's float32 logits, so thresholds on the probability (the
+    quality gate's 0.9) are not blurred by float32 rounding.
+    """
     device = next(model.parameters()).device
     model.eval()
     out = []
     with torch.no_grad():
         for start in range(0, images.shape[0], batch_size):
             batch = images[start:start + batch_size].to(device=device, dtype=torch.float32)
-            out.append(torch.softmax(model(batch).float(), dim=1).cpu())
-    return torch.cat(out) if out else torch.zeros((0, 2))
+            out.append(torch.softmax(model(batch).double(), dim=1).cpu())
+    return torch.cat(out) if out else torch.zeros((0, 2), dtype=torch.float64)
 
 
 def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 512) -> torch.Tensor:
@@ -268,18 +271,6 @@ def confident_fraction(probs: torch.Tensor, *, level: float = 0.9) -> float:
     return float((probs.max(dim=1).values >= level).double().mean()) if probs.shape[0] else float("nan")
 
 
-def max_probability(model: nn.Module, images: torch.Tensor, *, batch_size: int = 512) -> torch.Tensor:
-    """Largest softmax probability ``(B,)`` float64 of ``model`` on ``images (B, C, H, W)`` (eval mode)."""
-    device = next(model.parameters()).device
-    model.eval()
-    out = []
-    with torch.no_grad():
-        for start in range(0, images.shape[0], batch_size):
-            batch = images[start:start + batch_size].to(device=device, dtype=torch.float32)
-            out.append(torch.softmax(model(batch).double(), dim=1).amax(dim=1).cpu())
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
-
-
 def classifier_confidence(model: nn.Module, images: torch.Tensor, *, threshold: float = 0.9) -> float:
     """Fraction of ``images (B, C, H, W)`` (centred pixels) whose top class probability is >= ``threshold``.
 
@@ -289,7 +280,7 @@ def classifier_confidence(model: nn.Module, images: torch.Tensor, *, threshold: 
     """
     if images.shape[0] == 0:
         raise ValueError("classifier_confidence needs at least one image")
-    return float((max_probability(model, images) >= threshold).double().mean())
+    return confident_fraction(probabilities(model, images), level=threshold)
 
 
 def split_indices(
