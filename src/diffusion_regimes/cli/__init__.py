@@ -41,6 +41,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _commands_marked(mark: str, parser: argparse.ArgumentParser | None) -> frozenset[str]:
+    """Names of the sub-commands whose parser sets the default ``mark`` to a true value."""
+    parser = parser or build_parser()
+    return frozenset(
+        name
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+        for name, sub in action.choices.items()
+        if sub.get_default(mark)
+    )
+
+
 def network_commands(parser: argparse.ArgumentParser | None = None) -> frozenset[str]:
     """Sub-commands that train or sample a neural network.
 
@@ -48,14 +60,7 @@ def network_commands(parser: argparse.ArgumentParser | None = None) -> frozenset
     workflow rule that calls it must then request ``gpu`` in its resources (tests/test_profiles.py), so
     that the SLURM profile sends it to a GPU partition.
     """
-    parser = parser or build_parser()
-    return frozenset(
-        name
-        for action in parser._actions
-        if isinstance(action, argparse._SubParsersAction)
-        for name, sub in action.choices.items()
-        if sub.get_default("uses_network")
-    )
+    return _commands_marked("uses_network", parser)
 
 
 def gpu_capable_commands(parser: argparse.ArgumentParser | None = None) -> frozenset[str]:
@@ -64,14 +69,7 @@ def gpu_capable_commands(parser: argparse.ArgumentParser | None = None) -> froze
     Marked with ``set_defaults(..., gpu_capable=True)``; their rules may request ``gpu`` (from
     ``resources.<rule>.gpu``) where the problem size needs one, but need not.
     """
-    parser = parser or build_parser()
-    return frozenset(
-        name
-        for action in parser._actions
-        if isinstance(action, argparse._SubParsersAction)
-        for name, sub in action.choices.items()
-        if sub.get_default("gpu_capable")
-    )
+    return _commands_marked("gpu_capable", parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
