@@ -120,7 +120,6 @@ class IdealSpec:
     strip_times: int = 6  # images per row of the strip figure
     quality_phi_min: float = 0.97  # a row whose phi at the smallest branch time is lower is flagged
     quality_confidence_gap: float = 0.10  # flagged when the confident fraction trails the real one by more
-    threads: int = 1  # workflow only: CPU threads of each sweep / entropy job (does not change results)
 
     def __post_init__(self) -> None:
         if self.branch_grid not in ("time", "steps"):

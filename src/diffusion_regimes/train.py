@@ -74,11 +74,9 @@ class TrainConfig:
     bf16: bool = False  # GPU only: bfloat16 autocast of the network
     channels_last: bool = False  # GPU only: NHWC memory layout
     compile: bool = False  # GPU only: torch.compile of the training forward pass
-    # Workflow-only keys (which subsets, scheduler resources); they do not change the training.
+    # Workflow-only key (which subsets); it does not change the training.  Threads, memory and runtime
+    # live in the config's `resources:` section.
     datasets: tuple[str, ...] | None = None
-    threads: int = 2
-    mem_mb: int = 4000
-    runtime_min: int = 60
 
     def __post_init__(self) -> None:
         positive = ("steps", "batch_size", "checkpoint_every", "keep_checkpoints", "log_every")
