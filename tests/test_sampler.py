@@ -311,3 +311,22 @@ def test_respaced_k100_exact_empirical_score_phi_matches_k1000():
     # the sweep spans the transitions: phi falls from 1 towards 1/2, phi_C from 1 towards 0
     assert results[1000][0][-1] > 0.95 and results[1000][0][0] < 0.8
     assert results[1000][1][-1] > 0.9 and results[1000][1][0] < 0.5
+
+
+def test_posterior_variance_is_the_forward_posterior_and_keeps_the_mean():
+    """beta~' = beta' (1 - abar(k')) / (1 - abar(k)) at every kept step; the mean of a step is unchanged."""
+    large = DDPMAncestral.respaced(50)
+    small = DDPMAncestral.respaced(50, variance="posterior")
+    abar = small.schedule.alpha_bar
+    grid = small.ddpm_steps
+    for i, beta in enumerate(small.step_betas[:-1]):
+        want = beta * float((1 - abar[grid[i + 1]]) / (1 - abar[grid[i]]))
+        assert small._noise_std[i] ** 2 == pytest.approx(want, rel=1e-12)
+        assert large._noise_std[i] ** 2 == pytest.approx(beta, rel=1e-12)
+    x = torch.randn(4, 3, dtype=torch.float64)
+    noise = torch.zeros_like(x)
+    score = lambda y, t: -y  # noqa: E731
+    for i in range(small.n_steps):
+        assert torch.equal(small.step(x, i, score, noise), large.step(x, i, score, noise))
+    with pytest.raises(ConfigError):
+        DDPMAncestral.respaced(50, variance="tiny")

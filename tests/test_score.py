@@ -175,3 +175,19 @@ def test_unknown_precision_is_a_config_error():
 
     with pytest.raises(ConfigError, match="float64"):
         EmpiricalScore(torch.zeros(2, 3), precision="float16")
+
+
+def test_noise_predictor_micro_batches_give_the_same_score():
+    """Cutting a batch into micro-batches changes nothing but speed (per-sample network, eval mode)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 12)).eval()
+
+    class Eps(torch.nn.Module):
+        def forward(self, x, k):
+            return net(x).reshape(x.shape) * (1 + k[:, None, None, None].float() / 1000)
+
+    x = torch.randn(10, 3, 2, 2)
+    whole = NoisePredictorScore(Eps(), image_shape=(3, 2, 2), micro_batch=10)(x, 0.3)
+    for piece in (1, 3, 64):
+        parts = NoisePredictorScore(Eps(), image_shape=(3, 2, 2), micro_batch=piece)(x, 0.3)
+        torch.testing.assert_close(parts, whole, rtol=1e-6, atol=1e-7)

@@ -56,6 +56,7 @@ from diffusion_regimes.measures import (
     nearest_index,
 )
 from diffusion_regimes.sampler import (
+    VARIANCES,
     DDPMAncestral,
     Score,
     StepRecorder,
@@ -96,6 +97,9 @@ class IdealSpec:
     chunk_pairs: int = 128  # pairs per resumable chunk of a sweep
     # DDPM steps of the sampler per model: K of the 1000 steps, respaced (missing models: 1000)
     sampler_steps: dict[str, int] = field(default_factory=dict)
+    # noise variance of the sampler's steps per model: "large" (sigma^2 = beta') or "posterior" (beta~');
+    # missing models: "large"
+    sampler_variance: dict[str, str] = field(default_factory=dict)
     # branch times: "time" = a grid in t around the theory t_S and the f^e t_C of each subset;
     # "steps" = every branch_every DDPM steps up to branch_max_step (the paper's protocol)
     branch_grid: str = "time"
@@ -126,10 +130,15 @@ class IdealSpec:
             raise ConfigError(f"ideal.branch_grid: {self.branch_grid!r} is not valid; "
                               "choose 'time' or 'steps'")
         unknown = {m for m in self.sampler_steps if m not in MODELS}
+        unknown |= {m for m in self.sampler_variance if m not in MODELS}
         unknown |= {m for m in (self.n_pairs if isinstance(self.n_pairs, dict) else {}) if m not in MODELS}
         if unknown:
-            raise ConfigError(f"ideal: unknown model(s) {sorted(unknown)} in n_pairs / sampler_steps; "
+            raise ConfigError(f"ideal: unknown model(s) {sorted(unknown)} in n_pairs / sampler_steps / "
+                              "sampler_variance; "
                               f"models are {list(MODELS)}")
+        bad = {m: v for m, v in self.sampler_variance.items() if v not in VARIANCES}
+        if bad:
+            raise ConfigError(f"ideal.sampler_variance: {bad} is not valid; choose from {list(VARIANCES)}")
         if not 0 < self.branch_t_min < self.branch_t_max_factor:
             raise ConfigError("ideal: need 0 < branch_t_min and a positive branch_t_max_factor")
 
@@ -175,6 +184,10 @@ class IdealSpec:
         """DDPM sampler steps ``K`` of ``model`` (1000 = the full ancestral sampler)."""
         return int(self.sampler_steps.get(model, 1000))
 
+    def variance_for(self, model: str) -> str:
+        """Noise variance rule of ``model``'s sampler steps (``large`` unless configured)."""
+        return self.sampler_variance.get(model, "large")
+
     def branch_times(self, *, t_speciation: float, t_collapse: float, schedule: DDPMSchedule) -> np.ndarray:
         """Requested branch times (ascending, float64), before snapping to the sampler's grid.
 
@@ -199,9 +212,9 @@ class IdealSpec:
         return np.unique(grid[(grid > 0) & (grid <= schedule.time_of_step(schedule.n_steps))])
 
 
-def sweep_integrator(*, steps: int, schedule: DDPMSchedule) -> DDPMAncestral:
+def sweep_integrator(*, steps: int, schedule: DDPMSchedule, variance: str = "large") -> DDPMAncestral:
     """The ancestral DDPM sampler on ``steps`` of the schedule's steps (respaced when fewer)."""
-    return DDPMAncestral.respaced(steps, schedule=schedule)
+    return DDPMAncestral.respaced(steps, schedule=schedule, variance=variance)
 
 
 def branch_indices(times: np.ndarray, integrator: DDPMAncestral) -> np.ndarray:
@@ -383,6 +396,7 @@ def cloning_experiment(
     steps: int,
     times: np.ndarray,
     seed: int,
+    variance: str = "large",
     schedule: DDPMSchedule | None = None,
     chunk_dir: str | Path | None = None,
     progress: bool = False,
@@ -392,7 +406,8 @@ def cloning_experiment(
 
     ``training``: ``(n, C, H, W)`` (or ``(n, d)``) the model's training set, used for nearest training
     points (scaled by e^{-t} along the trunk).  ``labeller``: ``(M, C, H, W) -> (M, K)`` class
-    probabilities.  ``times``: requested branch times, snapped to the sampler's grid.  ``n_pairs`` trunks
+    probabilities.  ``times``: requested branch times, snapped to the sampler's grid; ``variance``: the
+    noise rule of the steps (:data:`~diffusion_regimes.sampler.VARIANCES`).  ``n_pairs`` trunks
     start from N(0, I) at k = L, in chunks of ``spec.chunk_pairs`` (chunk ``c`` seeded by
     ``derived_seed(seed, "clone-chunk", c)``); with ``chunk_dir`` each finished chunk is saved there and
     a re-run loads it instead of recomputing it (the caller names the folder after everything that
@@ -401,7 +416,7 @@ def cloning_experiment(
     from diffusion_regimes.provenance import save_torch
 
     schedule = schedule or DDPMSchedule()
-    integrator = sweep_integrator(steps=steps, schedule=schedule)
+    integrator = sweep_integrator(steps=steps, schedule=schedule, variance=variance)
     indices = branch_indices(times, integrator)
     if indices.size < 2:
         raise ConfigError(f"ideal: only {indices.size} distinct branch time(s) on a {steps}-step sampler; "

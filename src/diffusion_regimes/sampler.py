@@ -68,6 +68,12 @@ class EulerMaruyama:
 SPACINGS = ("uniform", "quadratic")
 """Which K of the L DDPM steps a respaced sampler keeps (:meth:`DDPMAncestral.respaced`)."""
 
+VARIANCES = ("large", "posterior")
+"""Noise variance of an ancestral step (:class:`DDPMAncestral`): ``large`` is ``sigma^2 = beta'``,
+``posterior`` the variance of the forward process's posterior ``q(x_{k'} | x_k, x_0)``,
+``beta~' = beta' (1 - alpha_bar(k')) / (1 - alpha_bar(k))`` (Ho et al. 2020 section 3.2; the two are
+the upper and lower bounds of the reverse-step variance)."""
+
 
 @dataclass(frozen=True)
 class DDPMAncestral:
@@ -83,10 +89,17 @@ class DDPMAncestral:
     step is the original one; the ancestral step uses that beta', with variance ``sigma^2 = beta'_i`` and
     no noise on the last step.  Where ``k_{i+1} = k_i - 1`` beta' is ``beta_{k_i}`` itself (equal in exact
     arithmetic; taking the stored value keeps the K = L sampler bit-identical to the unrespaced one).
+
+    ``variance``: ``"large"`` (the default, ``sigma^2 = beta'``) or ``"posterior"``
+    (``sigma^2 = beta'_i (1 - alpha_bar(k_{i+1})) / (1 - alpha_bar(k_i))``, improved-diffusion's "fixed
+    small"); both leave the mean of the step unchanged, and both put no noise on the last step.  For a
+    learned score at small K the posterior variance adds less noise in the last steps, where the image
+    details are drawn; for the exact score both rules sample the same law as K -> L.
     """
 
     schedule: DDPMSchedule = field(default_factory=DDPMSchedule)
     steps: tuple[int, ...] | None = None
+    variance: str = "large"
 
     def __post_init__(self) -> None:
         big_l = self.schedule.n_steps
@@ -104,13 +117,24 @@ class DDPMAncestral:
             float(betas[k]) if k_next == k - 1 else float(1.0 - alpha_bar[k] / alpha_bar[k_next])
             for k, k_next in zip(grid[:-1], grid[1:], strict=True)
         )
+        if self.variance == "large":
+            noise_vars = step_betas
+        elif self.variance == "posterior":
+            noise_vars = tuple(
+                b * float((1.0 - alpha_bar[k_next]) / (1.0 - alpha_bar[k]))
+                for b, k, k_next in zip(step_betas, grid[:-1], grid[1:], strict=True)
+            )
+        else:
+            raise ConfigError(f"DDPM sampler: variance {self.variance!r} is not valid; "
+                              f"choose one of {list(VARIANCES)}")
         object.__setattr__(self, "_grid", grid)
         object.__setattr__(self, "_betas", step_betas)
+        object.__setattr__(self, "_noise_std", tuple(math.sqrt(v) for v in noise_vars))
         object.__setattr__(self, "_times", self.schedule.times[list(grid)])
 
     @classmethod
     def respaced(cls, n_steps: int, *, schedule: DDPMSchedule | None = None,
-                 spacing: str = "uniform") -> DDPMAncestral:
+                 spacing: str = "uniform", variance: str = "large") -> DDPMAncestral:
         """The sampler on ``n_steps = K`` of the schedule's L steps, from ``k = L`` down to ``k = 1``.
 
         ``spacing="uniform"``: evenly spaced k (improved-diffusion's ``space_timesteps(L, [K])``: 0-based
@@ -140,7 +164,7 @@ class DDPMAncestral:
         else:
             raise ConfigError(f"respaced DDPM: spacing {spacing!r} is not valid; "
                               f"choose one of {list(SPACINGS)}")
-        return cls(schedule, steps=tuple(reversed(kept)))
+        return cls(schedule, steps=tuple(reversed(kept)), variance=variance)
 
     @property
     def ddpm_steps(self) -> tuple[int, ...]:
@@ -168,7 +192,7 @@ class DDPMAncestral:
         # eps = -sqrt(1 - abar) F, so the eps term of the ancestral update becomes + beta/sqrt(1-beta) F.
         x_next = (x + beta * score(x, t)) / math.sqrt(1.0 - beta)
         if i < len(self._betas) - 1:
-            x_next = x_next + math.sqrt(beta) * noise
+            x_next = x_next + self._noise_std[i] * noise
         return x_next
 
 

@@ -194,6 +194,10 @@ class NoisePredictor(Protocol):
     def __call__(self, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor: ...
 
 
+CPU_MICRO_BATCH = 64
+"""Images per network call of :class:`NoisePredictorScore` on a CPU (the fastest of 16-512, measured)."""
+
+
 @dataclass(frozen=True)
 class NoisePredictorScore:
     """Adapter: a noise-predicting network as a score ``score(x, t)`` (docs/science.md section 1).
@@ -207,6 +211,11 @@ class NoisePredictorScore:
     back in the shape, dtype and device of ``x``.  ``autocast_bf16`` runs the network under bfloat16
     autocast (GPU only).  Evaluated without gradients; the model must already be in eval mode (the adapter
     never changes its state).
+
+    ``micro_batch``: the network sees at most this many images per call (``None``: :data:`CPU_MICRO_BATCH`
+    on a CPU, the whole batch on a GPU).  On a CPU the convolutions' working set outgrows the caches at
+    large batches: the ``digits`` UNet runs at 390 images/s in batches of 64 and 265 in batches of 256
+    (2 threads), so a cloning sweep's batches are cut into pieces.
     """
 
     eps_model: NoisePredictor
@@ -215,6 +224,7 @@ class NoisePredictorScore:
     device: torch.device | str | None = None
     dtype: torch.dtype = torch.float32
     autocast_bf16: bool = False
+    micro_batch: int | None = None
 
     def __call__(self, x: torch.Tensor, t: float) -> torch.Tensor:
         k = self.schedule.step_of_time(t)
@@ -222,9 +232,12 @@ class NoisePredictorScore:
             raise ValueError(f"t = {t} maps to DDPM step 0 (clean data), where the score is undefined")
         device = torch.device(self.device) if self.device is not None else x.device
         inp = x.reshape(x.shape[0], *self.image_shape).to(device=device, dtype=self.dtype)
-        steps = torch.full((x.shape[0],), k, dtype=torch.long, device=device)
+        piece = self.micro_batch or (CPU_MICRO_BATCH if device.type == "cpu" else inp.shape[0])
         with torch.no_grad(), torch.autocast(device_type=device.type, dtype=torch.bfloat16,
                                              enabled=self.autocast_bf16):
-            eps = self.eps_model(inp, steps)
+            eps = torch.cat([
+                self.eps_model(part, torch.full((part.shape[0],), k, dtype=torch.long, device=device))
+                for part in inp.split(max(int(piece), 1))
+            ])
         scale = math.sqrt(1.0 - float(self.schedule.alpha_bar[k]))
         return (-eps.to(torch.float64) / scale).to(device=x.device, dtype=x.dtype).reshape(x.shape)

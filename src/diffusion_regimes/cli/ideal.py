@@ -125,8 +125,10 @@ def _regimes_clone(args: argparse.Namespace) -> None:
     times = spec.branch_times(t_speciation=t_s_theory, t_collapse=t_c_entropy, schedule=DDPMSchedule())
     pairs = spec.pairs_for(args.model, n=args.n, subset_n=full.n)
     steps = spec.steps_for(args.model)
+    variance = spec.variance_for(args.model)
     # everything that determines the chunks names their folder: a changed input starts afresh
-    key = {"model": args.model, "n": args.n, "seed": args.seed, "steps": steps, "times": times.tolist(),
+    key = {"model": args.model, "n": args.n, "seed": args.seed, "steps": steps, "variance": variance,
+           "times": times.tolist(),
            "chunk_pairs": spec.chunk_pairs, "strip_times": spec.strip_times,
            "max_chunk_bytes": spec.max_chunk_bytes, "check_every": spec.nearest_check_every,
            "files": _file_digest(args.subset, args.classifier, args.checkpoint)}
@@ -135,10 +137,10 @@ def _regimes_clone(args: argparse.Namespace) -> None:
     # the seed is the base seed for every model and n: pair j starts from the same noise in the exact and
     # the learned sweeps (a paired comparison); see config/README.md, "Seeds"
     result = cloning_experiment(score=score, training=subset.images, spec=spec, n_pairs=pairs, steps=steps,
-                                times=times, seed=args.seed, chunk_dir=chunk_dir, progress=True,
-                                labeller=lambda x: probabilities(classifier, x))
+                                variance=variance, times=times, seed=args.seed, chunk_dir=chunk_dir,
+                                progress=True, labeller=lambda x: probabilities(classifier, x))
     config = {"ideal": to_dict(spec), "n": args.n, "model": args.model, "pairs": pairs, "steps": steps,
-              **model_record}
+              "variance": variance, **model_record}
     table = result.branch_table()
     table.insert(0, "classifier_accuracy", record["held_out_accuracy"])
     write_table(table, args.branches, config=config, seed=args.seed)
@@ -161,7 +163,7 @@ def _regimes_clone(args: argparse.Namespace) -> None:
                 "memorisation_ratio": torch.as_tensor(result.memorisation)}, args.samples)
     log.info("%s n=%d %s: %d pairs x %d branch times, K = %d steps, t_S fit %.3f [%.3f, %.3f], "
              "t_C fit %.3f [%.3f, %.3f], %.0f s", args.dataset, args.n, args.model, pairs,
-             result.branch_steps.size, steps, summary["t_s_fit"], summary["t_s_fit_low"],
+             result.branch_steps.size, steps, variance, summary["t_s_fit"], summary["t_s_fit_low"],
              summary["t_s_fit_high"], summary["t_c_phi_c_fit"], summary["t_c_phi_c_fit_low"],
              summary["t_c_phi_c_fit_high"], result.seconds)
 
