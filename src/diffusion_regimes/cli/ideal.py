@@ -161,7 +161,7 @@ def _regimes_clone(args: argparse.Namespace) -> None:
     save_torch([(k, t, rows.float()) for k, t, rows in result.strip], args.strip)
     save_torch({"samples": result.samples.float(), "neighbours": result.neighbours,
                 "memorisation_ratio": torch.as_tensor(result.memorisation)}, args.samples)
-    log.info("%s n=%d %s: %d pairs x %d branch times, K = %d steps, t_S fit %.3f [%.3f, %.3f], "
+    log.info("%s n=%d %s: %d pairs x %d branch times, K = %d steps (%s variance), t_S fit %.3f [%.3f, %.3f], "
              "t_C fit %.3f [%.3f, %.3f], %.0f s", args.dataset, args.n, args.model, pairs,
              result.branch_steps.size, steps, variance, summary["t_s_fit"], summary["t_s_fit_low"],
              summary["t_s_fit_high"], summary["t_c_phi_c_fit"], summary["t_c_phi_c_fit_low"],
