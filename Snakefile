@@ -2,8 +2,11 @@
 # `snakemake --cores all` runs the default (offline, CPU) config; see README.md for paper scale.
 from pathlib import Path
 
+from snakemake.utils import min_version
 
 from diffusion_regimes.config import load_yaml
+
+min_version("9.0")
 
 DEFAULT_CONFIG = Path(workflow.basedir) / "config" / "config.yaml"
 # Read once by our loader first: an empty or malformed file is reported with its name and line
@@ -21,11 +24,9 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/spectra.smk"
 include: "workflow/rules/classifier.smk"
-include: "workflow/rules/collapse.smk"
-include: "workflow/rules/speciation.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/regimes.smk"
 include: "workflow/rules/gaussian_mixture.smk"
-include: "workflow/rules/learned.smk"
 
 
 rule all:

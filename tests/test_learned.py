@@ -12,12 +12,12 @@ import torch
 from diffusion_regimes.cli import main
 from diffusion_regimes.data import PreparedSubset
 from diffusion_regimes.errors import ConfigError
-from diffusion_regimes.regimes import IdealSpec
+from diffusion_regimes.regimes import RegimesSpec
 
 N = 24  # images of the synthetic subset (even: balanced classes)
-IDEAL = {"n_values": [12, "all"], "n_pairs": 3, "chunk_pairs": 2, "sampler_steps": {"exact": 20, "unet": 10},
-         "branch_uniform": 3, "branch_dense": 0, "n_boot": 20, "entropy_times": 3, "n_prime": 20,
-         "strip_times": 3}
+REGIMES = {"n_values": [12, "all"], "n_pairs": 3, "chunk_pairs": 2,
+           "sampler_steps": {"exact": 20, "unet": 10}, "branch_uniform": 3, "branch_dense": 0, "n_boot": 20,
+           "entropy_times": 3, "n_prime": 20, "strip_times": 3}
 
 
 def _subset(path):
@@ -33,21 +33,21 @@ def _subset(path):
 
 
 def test_n_values_sentinel_and_per_dataset():
-    spec = IdealSpec(n_values=(100, "all"))
+    spec = RegimesSpec(n_values=(100, "all"))
     assert spec.n_values_for("mnist", subset_n=1000) == (100, 1000)
     assert spec.n_values_for("lsun_n200", subset_n=200) == (100, 200)
-    per = IdealSpec(n_values={"mnist": (10, 20)})
+    per = RegimesSpec(n_values={"mnist": (10, 20)})
     assert per.n_values_for("mnist", subset_n=1000) == (10, 20)
     assert per.n_values_for("cifar10", subset_n=3000) == (3000,)  # left out: the whole subset
     with pytest.raises(ConfigError, match="exceeds"):
-        IdealSpec(n_values=(2000,)).n_values_for("mnist", subset_n=1000)
+        RegimesSpec(n_values=(2000,)).n_values_for("mnist", subset_n=1000)
     with pytest.raises(ConfigError, match="not valid"):
-        IdealSpec(n_values=(7,)).n_values_for("mnist", subset_n=1000)
+        RegimesSpec(n_values=(7,)).n_values_for("mnist", subset_n=1000)
 
 
 def test_unet_rows_end_to_end(tmp_path):
     _subset(tmp_path / "subset.pt")
-    spec = json.dumps(IDEAL)
+    spec = json.dumps(REGIMES)
     common = ["--seed", "0", "--device", "cpu", "--threads", "1"]
     clf_spec = json.dumps({"epochs": 3, "min_accuracy": 0.0, "batch_size": 8})
     assert main(["classifier-train", "--spec", clf_spec, *common, "--subset", str(tmp_path / "subset.pt"),
@@ -105,8 +105,14 @@ def test_unet_rows_end_to_end(tmp_path):
                                                                       strict=True))
 
     figs = {stem: tmp_path / f"{stem}.pdf" for stem in ("phi", "collapse", "strip", "neighbours")}
+    sweeps = [f"n{N}/{model}" for model in ("exact", "unet")]
     assert main(["regimes-figures", "--table", str(tmp_path / "regimes.csv"), "--dataset", "toy",
-                 "--regimes-dir", str(tmp_path), "--subset", str(tmp_path / "subset.pt"),
-                 *[a for stem, p in figs.items() for a in (f"--{stem}", str(p))]]) == 0
+                 "--sweeps", *[f"{model}/{N}" for model in ("exact", "unet")],
+                 *[a for kind, name in (("branches", "branches.csv"), ("trajectories", "trajectories.csv"),
+                                        ("samples", "samples.pt"), ("strip", "strip.pt"))
+                   for a in (f"--{kind}", *[str(tmp_path / s / name) for s in sweeps])],
+                 "--entropy", str(tmp_path / f"n{N}" / "entropy.csv"),
+                 "--subset", str(tmp_path / "subset.pt"),
+                 *[a for stem, p in figs.items() for a in (f"--out-{stem}", str(p))]]) == 0
     assert all(p.is_file() and p.with_suffix(".png").is_file() for p in figs.values())
 

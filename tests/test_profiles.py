@@ -27,7 +27,7 @@ SITE_RESOURCES = {
     "slurm_partition", "slurm_account", "slurm_extra", "slurm_cluster", "cluster", "clusters",
     "constraint", "qos", "gpu_model", "gres",
 }
-CLI_COMMAND = re.compile(r"\{CLI\}\s+([A-Za-z0-9_-]+)")
+CLI_COMMAND = re.compile(r"\$DIFFUSION_REGIMES\s+([A-Za-z0-9_-]+)")
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +147,7 @@ def test_network_commands_are_marked_in_the_parser():
 
 def test_gpu_check_catches_a_network_rule_without_gpu():
     def rule(name, command, **resources):
-        shell = f"{{CLI}} {command} --spec x 2> {{log}}"
+        shell = f"$DIFFUSION_REGIMES {command} --spec x 2> {{log}}"
         return SimpleNamespace(name=name, shellcmd=shell, resources=resources)
 
     network = frozenset({"train"})

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from diffusion_regimes.errors import ConfigError
-from diffusion_regimes.regimes import IdealSpec, cloning_experiment, quality_verdict
+from diffusion_regimes.regimes import RegimesSpec, cloning_experiment, quality_verdict
 from diffusion_regimes.schedule import DDPMSchedule
 from diffusion_regimes.score import EmpiricalScore
 
@@ -36,7 +36,7 @@ def _run(spec, *, chunk_dir=None, pairs=24):
 
 
 def test_cloning_experiment_on_two_clusters_collapses_onto_training_points():
-    spec = IdealSpec(n_boot=100, strip_times=3, chunk_pairs=10, branch_uniform=6, branch_dense=3,
+    spec = RegimesSpec(n_boot=100, strip_times=3, chunk_pairs=10, branch_uniform=6, branch_dense=3,
                      branch_t_min=0.02, branch_t_max_factor=4.0)
     res = _run(spec)
     assert res.chunks == 3 and res.n_pairs == 24 and res.n_steps == 100
@@ -58,7 +58,7 @@ def test_cloning_experiment_on_two_clusters_collapses_onto_training_points():
 
 
 def test_sweep_resumes_from_completed_chunks_with_the_same_result(tmp_path):
-    spec = IdealSpec(n_boot=50, strip_times=3, chunk_pairs=8, branch_uniform=4, branch_dense=0)
+    spec = RegimesSpec(n_boot=50, strip_times=3, chunk_pairs=8, branch_uniform=4, branch_dense=0)
     whole = _run(spec, chunk_dir=tmp_path)
     chunks = sorted(tmp_path.glob("chunk-*.pt"))
     assert len(chunks) == 3
@@ -75,18 +75,18 @@ def test_sweep_resumes_from_completed_chunks_with_the_same_result(tmp_path):
 
 
 def test_branch_time_grid_is_dense_around_both_crossings():
-    spec = IdealSpec()
+    spec = RegimesSpec()
     times = spec.branch_times(t_speciation=1.0, t_collapse=0.5, schedule=DDPMSchedule())
     assert times.size == 18 and times[0] == pytest.approx(0.05) and times[-1] == pytest.approx(2.5)
     assert np.sum(np.abs(times - 1.0) <= 0.301) >= 4 + 2 and np.sum(np.abs(times - 0.5) <= 0.151) >= 4
-    steps = IdealSpec(branch_grid="steps", branch_every=250, branch_max_step=1000)
+    steps = RegimesSpec(branch_grid="steps", branch_every=250, branch_max_step=1000)
     assert steps.branch_times(t_speciation=1.0, t_collapse=0.5, schedule=DDPMSchedule()).size == 4
     with pytest.raises(ConfigError, match="branch_grid"):
-        IdealSpec(branch_grid="log")
+        RegimesSpec(branch_grid="log")
 
 
 def test_pairs_models_and_steps_per_model():
-    spec = IdealSpec(n_pairs={"exact": 1000, "unet": 256}, n_pairs_prefix=500, sampler_steps={"unet": 50},
+    spec = RegimesSpec(n_pairs={"exact": 1000, "unet": 256}, n_pairs_prefix=500, sampler_steps={"unet": 50},
                      models={"lsun": ("unet",)})
     assert spec.pairs_for("exact", n=1000, subset_n=1000) == 1000
     assert spec.pairs_for("exact", n=100, subset_n=1000) == 500
@@ -94,11 +94,11 @@ def test_pairs_models_and_steps_per_model():
     assert spec.steps_for("unet") == 50 and spec.steps_for("exact") == 1000
     assert spec.models_for("lsun") == ("unet",) and spec.models_for("mnist") == ("exact", "unet")
     with pytest.raises(ConfigError, match="unknown model"):
-        IdealSpec(sampler_steps={"vae": 10})
+        RegimesSpec(sampler_steps={"vae": 10})
 
 
 def test_quality_gate_flags_inconsistent_labels_and_low_confidence():
-    spec = IdealSpec()
+    spec = RegimesSpec()
     assert quality_verdict(phi_t_min=1.0, confident_fraction=0.95, real_confident_fraction=0.99, spec=spec) \
         == (True, "ok")
     ok, reason = quality_verdict(phi_t_min=0.9, confident_fraction=0.7, real_confident_fraction=0.99,

@@ -53,6 +53,37 @@ def tiny_run(tmp_path_factory):
     return work
 
 
+# Files under results/ that are not results: logs, the folder's README, the rendered report, locks.
+NOT_RESULTS = ("logs/",)
+
+
+def _has_provenance(path: Path) -> bool:
+    """A sidecar beside the file, or (resumable working files: chunks, training checkpoints) embedded."""
+    if path.with_name(path.name + ".provenance.json").is_file():
+        return True
+    if path.suffix == ".pt":
+        import torch
+
+        record = torch.load(path, weights_only=True, map_location="cpu")
+        return isinstance(record, dict) and "provenance" in record
+    return False
+
+
+def test_every_file_under_results_has_provenance(tiny_run):
+    results = tiny_run / "results"
+    missing = []
+    for path in sorted(p for p in results.rglob("*") if p.is_file()):
+        relative = path.relative_to(results).as_posix()
+        if (relative.startswith(NOT_RESULTS) or path.name.endswith(".provenance.json")
+                or relative in ("README.md", "report.html") or path.name == ".lock"):
+            continue
+        if not _has_provenance(path):
+            missing.append(relative)
+    assert not missing, f"files without provenance: {missing}"
+    # the chunks of a sweep (resumable working files) are among those checked
+    assert any("chunks" in p.parts for p in results.rglob("chunk-*.pt"))
+
+
 def test_outputs_exist_with_provenance(tiny_run):
     work = tiny_run
     tables = sorted((work / "results" / "tables").glob("*.csv"))
@@ -174,3 +205,74 @@ def test_invalid_config_fails_before_any_job(tmp_path):
     message = run.stdout + run.stderr
     assert "quantum" in message and "reduced" in message and "full" in message
     assert not (tmp_path / "results").exists()
+
+
+def _scheduled(dry_run_output: str) -> dict[str, int]:
+    """rule -> job count from the "Job stats" table of a dry run (empty when nothing is to be done)."""
+    counts: dict[str, int] = {}
+    lines = dry_run_output.splitlines()
+    if "Job stats:" not in lines:
+        return counts
+    for line in lines[lines.index("Job stats:") + 3:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        if parts[0] != "total":
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def test_changes_re_run_only_the_jobs_they_concern(tiny_run, tmp_path):
+    """After a complete run: resource keys re-run nothing; a key re-runs the jobs that read it and their
+    downstream gatherers; the base seed re-runs every job that draws random numbers."""
+    work = tmp_path / "checkout"
+    shutil.copytree(tiny_run, work, symlinks=True)
+    overlay = work / "changed.yaml"
+    overlay.write_text(
+        "resources:\n"
+        "  regimes_clone: {threads: 2, mem_mb: 9000}\n"
+        "  train_ddpm: {runtime: 999, threads: 1}\n"
+        "  gm_speciation: {mem_mb: 123}\n"
+        "regimes:\n"
+        "  quality_phi_min: 0.5\n"        # read by the row job only
+        "  sampler_steps: {exact: 50, unet: 20}\n"   # unchanged values, written out
+        "gaussian_mixture:\n"
+        "  law: {n_prime: 32}\n"          # read by the law job only
+    )
+
+    def dry(*extra):
+        run = _snakemake_here("--configfile", "config/tiny.yaml", *extra, "--cores", "1", "--dry-run",
+                              cwd=work)
+        assert run.returncode == 0, run.stderr[-3000:]
+        return _scheduled(run.stdout + run.stderr)
+
+    assert dry("--config", "resources={'regimes_clone': {'threads': 2}}") == {}
+    scheduled = dry("changed.yaml")
+    assert set(scheduled) == {"regimes_row", "regimes_table", "regimes_figures", "gm_collapse_law",
+                              "gm_figures", "all"}, scheduled
+    assert scheduled["regimes_row"] == 3
+    # the seed goes through params everywhere: classifier, training and sweeps re-run with it
+    reseeded = dry("--config", "seed=1")
+    assert {"classifier", "train_ddpm", "regimes_clone", "regimes_entropy", "spectrum", "gm_speciation",
+            "gm_collapse"} <= set(reseeded), reseeded
+
+
+def test_lint_reports_only_the_environment_advice():
+    """`snakemake --lint`: nothing but the advice to attach a conda environment or container to each rule."""
+    run = _snakemake("--lint", "text", cwd=REPO)
+    text = run.stdout + run.stderr
+    assert "Lints for" in text or run.returncode == 0, text[-3000:]
+    # each finding is a bullet line "    * <title>:"
+    titles = re.findall(r"^\s+\* (.+?):?$", text, flags=re.MULTILINE)
+    assert titles, text[-3000:]
+    other = [t for t in titles if "conda environment or container" not in t]
+    assert not other, other
+
+
+def test_ruff_is_clean():
+    """ruff (pinned in the test extra) over the package and the tests: the same check CI runs."""
+    ruff = Path(sys.executable).with_name("ruff")
+    if not ruff.exists():
+        pytest.skip("ruff is not installed in this environment (pip install -e '.[test]')")
+    run = subprocess.run([str(ruff), "check", "src", "tests"], cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:]

@@ -360,8 +360,8 @@ def save_classifier(
         "spec": to_dict(trained.spec),
         **(extra or {}),
     }
-    save_torch({"state_dict": trained.model.state_dict(), "record": record}, path)
-    write_json(path.with_suffix(".json"), record)
+    save_torch({"state_dict": trained.model.state_dict(), "record": record}, path, config=record, seed=seed)
+    write_json(path.with_suffix(".json"), record, config=record, seed=seed)
 
 
 def load_classifier(

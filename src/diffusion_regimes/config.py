@@ -217,7 +217,7 @@ def from_json(cls: type[T], text: str, *, where: str = "config") -> T:
 
 
 # Keys that once sized jobs inside a stage's section, and where they live now: (section, key) ->
-# [(rule, resources key)].  ideal.threads sized both sweep rules.
+# [(rule, resources key)].  regimes.threads sized both sweep rules.
 LEGACY_RESOURCE_KEYS: dict[tuple[str, str], list[tuple[str, str]]] = {
     ("train", "threads"): [("train_ddpm", "threads")],
     ("train", "mem_mb"): [("train_ddpm", "mem_mb")],
@@ -254,3 +254,48 @@ def migrate_legacy_resources(config: dict[str, Any]) -> list[str]:
         moved = ", ".join(f"resources.{rule}.{new_key}" for rule, new_key in targets)
         notices.append(f"config: {section}.{key} is deprecated; its value {value!r} was used as {moved}")
     return notices
+
+
+# Sections that were renamed: old name -> new name.  `ideal:` held the real-data sweeps, now `regimes:` (one
+# name for the stage's rule file, config section, command module, package module and results folder).
+LEGACY_SECTIONS: dict[str, str] = {"ideal": "regimes"}
+
+
+def migrate_legacy_sections(config: dict[str, Any]) -> list[str]:
+    """Fold renamed sections into their new name, in place; returns one notice per folded section.
+
+    Runs before schema validation.  Snakemake merges the default config (new names) with a user's overlay
+    (perhaps old names) before this sees them, so the old section's keys are laid over the new one: the
+    overlay wins, as it would have under the old name.
+    """
+    notices = []
+    for old, new in LEGACY_SECTIONS.items():
+        if old not in config:
+            continue
+        block = config.pop(old)
+        if not isinstance(block, Mapping):
+            raise ConfigError(f"{old}: must be a mapping (it is the old name of `{new}:`), got "
+                              f"{type(block).__name__}")
+        config[new] = deep_merge(config.get(new) or {}, block)
+        notices.append(f"config: section `{old}:` is now called `{new}:`; its keys were used as {new}.*")
+    return notices
+
+
+def fill_section_defaults(config: dict[str, Any], schema_path: str | Path) -> None:
+    """Fill the defaults of every section that the top-level schema includes by ``$ref``, in place.
+
+    The validator fills ``default`` values of the schema it walks, but not across a ``$ref`` into another
+    file; so each section (``regimes:``, ``train:``, ``resources:``, ...) is validated once more against its
+    own file.  Afterwards every key a job reads is present in ``config``, and the job's parameters (its view
+    of the config) name the values it ran with, defaults included.
+    """
+    schema_path = Path(schema_path)
+    top = load_yaml(schema_path)
+    for name, sub in (top.get("properties") or {}).items():
+        ref = sub.get("$ref") if isinstance(sub, Mapping) else None
+        if ref is None:
+            continue
+        if name not in config and "default" in sub:
+            config[name] = json.loads(json.dumps(sub["default"]))
+        if isinstance(config.get(name), dict):
+            validate(config[name], schema_path.parent / ref)

@@ -120,10 +120,10 @@ def entropy_time_grid(
         schedule = schedule or DDPMSchedule()
         steps = np.arange(step_every, schedule.n_steps, step_every)
         if steps.size == 0:
-            raise ConfigError(f"ideal.entropy_step_every = {step_every} leaves no DDPM step below "
+            raise ConfigError(f"regimes.entropy_step_every = {step_every} leaves no DDPM step below "
                              f"L = {schedule.n_steps}; choose a value in [1, {schedule.n_steps - 1}]")
         return np.array([schedule.time_of_step(int(k)) for k in steps], dtype=np.float64)
-    raise ConfigError(f"ideal.entropy_grid: {kind!r} is not valid; choose geometric or ddpm_steps")
+    raise ConfigError(f"regimes.entropy_grid: {kind!r} is not valid; choose geometric or ddpm_steps")
 
 
 def excess_entropy(

@@ -39,13 +39,13 @@ def _check_references(config: Mapping[str, Any]) -> list[str]:
     """Every place that names a subset names one of ``datasets:`` (a typo would drop it silently)."""
     names = _dataset_names(config)
     train = config.get("train") or {}
-    ideal = config.get("ideal") or {}
-    n_values = ideal.get("n_values")
+    regimes = config.get("regimes") or {}
+    n_values = regimes.get("n_values")
     uses = {
         "train.datasets": train.get("datasets") or [],
         "train.batch_size_by_dataset": list(train.get("batch_size_by_dataset") or {}),
-        "ideal.datasets": ideal.get("datasets") or [],
-        "ideal.n_values": list(n_values) if isinstance(n_values, Mapping) else [],
+        "regimes.datasets": regimes.get("datasets") or [],
+        "regimes.n_values": list(n_values) if isinstance(n_values, Mapping) else [],
     }
     return [
         f"{key}: {name!r} is not a key of `datasets:` {names}; fix the spelling or add the subset"
@@ -77,16 +77,16 @@ def _check_unet(config: Mapping[str, Any]) -> list[str]:
     return sorted(set(problems))
 
 
-def _check_ideal(config: Mapping[str, Any]) -> list[str]:
-    ideal = config.get("ideal") or {}
-    t_min, t_max = ideal.get("entropy_t_min"), ideal.get("entropy_t_max")
+def _check_regimes(config: Mapping[str, Any]) -> list[str]:
+    regimes = config.get("regimes") or {}
+    t_min, t_max = regimes.get("entropy_t_min"), regimes.get("entropy_t_max")
     if isinstance(t_min, int | float) and isinstance(t_max, int | float) and not t_min < t_max:
-        return [f"ideal.entropy_t_min ({t_min}) must be below ideal.entropy_t_max ({t_max}); the f^e(t) "
+        return [f"regimes.entropy_t_min ({t_min}) must be below regimes.entropy_t_max ({t_max}); the f^e(t) "
                 "curve spans [entropy_t_min, entropy_t_max]"]
     return []
 
 
-CHECKS = (_check_names, _check_references, _check_unet, _check_ideal)
+CHECKS = (_check_names, _check_references, _check_unet, _check_regimes)
 
 
 def preflight(config: Mapping[str, Any]) -> None:

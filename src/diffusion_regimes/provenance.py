@@ -65,7 +65,8 @@ def provenance_record(*, config: Any, seed: int | None, extra: Mapping[str, Any]
     }
     if extra:
         record.update(extra)
-    return record
+    # plain JSON types only: the record is also embedded in checkpoints read with weights_only=True
+    return json.loads(json.dumps(record, default=str))
 
 
 def _current_umask() -> int:
@@ -94,22 +95,33 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def write_json(path: str | Path, data: Any) -> None:
-    """Atomically write ``data`` as indented JSON."""
+# ``config`` left out: write the file alone (the sidecars themselves, scratch files)
+_NO_SIDECAR: Any = object()
+
+
+def write_json(path: str | Path, data: Any, *, config: Any = _NO_SIDECAR, seed: int | None = None,
+               extra: Mapping[str, Any] | None = None) -> None:
+    """Atomically write ``data`` as indented JSON; with ``config``, its provenance sidecar too."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    if config is not _NO_SIDECAR:
+        write_sidecar(path, config=config, seed=seed, extra=extra)
 
 
-def save_torch(obj: Any, path: str | Path) -> None:
+def save_torch(obj: Any, path: str | Path, *, config: Any = _NO_SIDECAR, seed: int | None = None,
+               extra: Mapping[str, Any] | None = None) -> None:
     """Atomic ``torch.save`` (tensors, state dicts, checkpoints): a killed job leaves no truncated file.
 
-    Saved through an open file handle: given a path, ``torch.save`` records the (random) temporary file
-    name inside the archive, so equal objects would give files with different SHA-256.
+    With ``config``, the provenance sidecar is written after the file.  Saved through an open file handle:
+    given a path, ``torch.save`` records the (random) temporary file name inside the archive, so equal
+    objects would give files with different SHA-256.
     """
     import torch
 
     with atomic_path(path) as tmp, tmp.open("wb") as fh:
         torch.save(obj, fh)
+    if config is not _NO_SIDECAR:
+        write_sidecar(path, config=config, seed=seed, extra=extra)
 
 
 def write_sidecar(

@@ -68,7 +68,7 @@ from diffusion_regimes.schedule import DDPMSchedule
 from diffusion_regimes.seeds import derived_seed
 
 N_ALL = "all"
-"""``ideal.n_values`` entry standing for the whole prepared subset (its n differs between datasets)."""
+"""``regimes.n_values`` entry standing for the whole prepared subset (its n differs between datasets)."""
 
 MODELS = ("exact", "unet")
 """Models a sweep can measure: the exact empirical score (ideal model) and the trained UNet."""
@@ -82,8 +82,8 @@ Labeller = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
-class IdealSpec:
-    """The ``ideal:`` config section (cloning sweeps and collapse measurements on real data)."""
+class RegimesSpec:
+    """The ``regimes:`` config section (cloning sweeps and collapse measurements on real data)."""
 
     datasets: tuple[str, ...] = ("mnist",)  # prepared subsets (keys of the top-level datasets: mapping)
     # training-set sizes: even prefixes of the prepared subset, or "all"; one list for every dataset, or a
@@ -127,20 +127,20 @@ class IdealSpec:
 
     def __post_init__(self) -> None:
         if self.branch_grid not in ("time", "steps"):
-            raise ConfigError(f"ideal.branch_grid: {self.branch_grid!r} is not valid; "
+            raise ConfigError(f"regimes.branch_grid: {self.branch_grid!r} is not valid; "
                               "choose 'time' or 'steps'")
         unknown = {m for m in self.sampler_steps if m not in MODELS}
         unknown |= {m for m in self.sampler_variance if m not in MODELS}
         unknown |= {m for m in (self.n_pairs if isinstance(self.n_pairs, dict) else {}) if m not in MODELS}
         if unknown:
-            raise ConfigError(f"ideal: unknown model(s) {sorted(unknown)} in n_pairs / sampler_steps / "
+            raise ConfigError(f"regimes: unknown model(s) {sorted(unknown)} in n_pairs / sampler_steps / "
                               "sampler_variance; "
                               f"models are {list(MODELS)}")
         bad = {m: v for m, v in self.sampler_variance.items() if v not in VARIANCES}
         if bad:
-            raise ConfigError(f"ideal.sampler_variance: {bad} is not valid; choose from {list(VARIANCES)}")
+            raise ConfigError(f"regimes.sampler_variance: {bad} is not valid; choose from {list(VARIANCES)}")
         if not 0 < self.branch_t_min < self.branch_t_max_factor:
-            raise ConfigError("ideal: need 0 < branch_t_min and a positive branch_t_max_factor")
+            raise ConfigError("regimes: need 0 < branch_t_min and a positive branch_t_max_factor")
 
     def n_values_for(self, dataset: str, *, subset_n: int) -> tuple[int, ...]:
         """The training-set sizes measured on ``dataset`` whose prepared subset holds ``subset_n`` images.
@@ -155,20 +155,20 @@ class IdealSpec:
                 sizes.add(int(subset_n))
             elif isinstance(value, int) and not isinstance(value, bool) and value >= 2 and value % 2 == 0:
                 if value > subset_n:
-                    raise ConfigError(f"ideal.n_values: n = {value} exceeds the {subset_n} images of the "
+                    raise ConfigError(f"regimes.n_values: n = {value} exceeds the {subset_n} images of the "
                                       f"prepared subset {dataset!r}; use {N_ALL!r} for the whole subset")
                 sizes.add(value)
             else:
-                raise ConfigError(f"ideal.n_values ({dataset}): {value!r} is not valid; give even "
+                raise ConfigError(f"regimes.n_values ({dataset}): {value!r} is not valid; give even "
                                   f"integers >= 2 or {N_ALL!r}")
         return tuple(sorted(sizes))
 
     def models_for(self, dataset: str) -> tuple[str, ...]:
-        """Models measured on ``dataset`` (config ``ideal.models``, a list or a per-dataset mapping)."""
+        """Models measured on ``dataset`` (config ``regimes.models``, a list or a per-dataset mapping)."""
         chosen = self.models.get(dataset, MODELS) if isinstance(self.models, dict) else self.models
         unknown = [m for m in chosen if m not in MODELS]
         if unknown:
-            raise ConfigError(f"ideal.models ({dataset}): unknown model(s) {unknown}; "
+            raise ConfigError(f"regimes.models ({dataset}): unknown model(s) {unknown}; "
                               f"choose from {list(MODELS)}")
         return tuple(chosen)
 
@@ -201,7 +201,7 @@ class IdealSpec:
             return np.array([schedule.time_of_step(k) for k in range(self.branch_every, top + 1,
                                                                        self.branch_every)])
         if not (np.isfinite(t_speciation) and t_speciation > 0):
-            raise ConfigError(f"ideal.branch_grid 'time' needs a positive theory t_S, got {t_speciation}")
+            raise ConfigError(f"regimes.branch_grid 'time' needs a positive theory t_S, got {t_speciation}")
         t_max = self.branch_t_max_factor * t_speciation
         times = [np.linspace(self.branch_t_min, max(t_max, 2 * self.branch_t_min), self.branch_uniform)]
         for centre in (t_speciation, t_collapse):
@@ -391,7 +391,7 @@ def cloning_experiment(
     score: Score,
     training: torch.Tensor,
     labeller: Labeller,
-    spec: IdealSpec,
+    spec: RegimesSpec,
     n_pairs: int,
     steps: int,
     times: np.ndarray,
@@ -413,14 +413,14 @@ def cloning_experiment(
     a re-run loads it instead of recomputing it (the caller names the folder after everything that
     determines the result).
     """
-    from diffusion_regimes.provenance import save_torch
+    from diffusion_regimes.provenance import provenance_record, save_torch
 
     schedule = schedule or DDPMSchedule()
     integrator = sweep_integrator(steps=steps, schedule=schedule, variance=variance)
     indices = branch_indices(times, integrator)
     if indices.size < 2:
-        raise ConfigError(f"ideal: only {indices.size} distinct branch time(s) on a {steps}-step sampler; "
-                          "raise ideal.sampler_steps or the number of branch times")
+        raise ConfigError(f"regimes: only {indices.size} distinct branch time(s) on a {steps}-step sampler; "
+                          "raise regimes.sampler_steps or the number of branch times")
     shape = tuple(training.shape[1:])
     data = training.reshape(training.shape[0], -1).to(torch.float64)
     start = time.perf_counter()
@@ -438,13 +438,19 @@ def cloning_experiment(
                              max_chunk_bytes=spec.max_chunk_bytes, strip_times=spec.strip_times,
                              check_every=spec.nearest_check_every, progress=progress)
         if path is not None:
+            # embedded provenance: what produced this resumable piece of the sweep
+            chunk["provenance"] = provenance_record(
+                config={"chunk_pairs": spec.chunk_pairs, "max_chunk_bytes": spec.max_chunk_bytes,
+                        "strip_times": spec.strip_times, "nearest_check_every": spec.nearest_check_every,
+                        "chunk": c, "pairs": size, "steps": steps,
+                        "variance": variance, "times": np.asarray(times).tolist()}, seed=seed)
             save_torch(chunk, path)
         chunks.append(chunk)
     return _summarise(chunks, integrator=integrator, indices=indices, spec=spec, seed=seed,
                       seconds=time.perf_counter() - start)
 
 
-def _summarise(chunks: Sequence[dict], *, integrator: DDPMAncestral, indices: np.ndarray, spec: IdealSpec,
+def _summarise(chunks: Sequence[dict], *, integrator: DDPMAncestral, indices: np.ndarray, spec: RegimesSpec,
                seed: int, seconds: float) -> CloningResult:
     """Estimates from the raw per-pair measurements of every chunk (pairs concatenated in chunk order)."""
     def cat(key: str, dim: int = 0) -> torch.Tensor:
@@ -512,7 +518,7 @@ def _bootstrap_median(values: torch.Tensor, *, n_boot: int, generator: torch.Gen
 
 
 def quality_verdict(*, phi_t_min: float, confident_fraction: float, real_confident_fraction: float,
-                    spec: IdealSpec) -> tuple[bool, str]:
+                    spec: RegimesSpec) -> tuple[bool, str]:
     """The quality gate of a measured model: ``(ok, reason)``.
 
     A model is flagged when clones branched at the smallest branch time disagree in class more often than
@@ -532,13 +538,67 @@ def quality_verdict(*, phi_t_min: float, confident_fraction: float, real_confide
     return (not reasons, "; ".join(reasons) if reasons else "ok")
 
 
+# ---------------------------------------------------------------------------- the regimes table
+# Columns of results/tables/regimes.csv, grouped by where they come from (the table's schema).
+ROW_KEYS = ("dataset", "model", "n", "d", "alpha", "Lambda", "t_s_theory")
+SPECIATION_COLUMNS = ("t_s_fit", "t_s_fit_low", "t_s_fit_high", "lambda_eff", "lambda_eff_low",
+                      "lambda_eff_high", "t_s_logistic", "t_s_logistic_low", "t_s_logistic_high",
+                      "t_s_crossing", "t_s_crossing_low", "t_s_crossing_high")
+ENTROPY_COLUMNS = ("t_c_entropy", "t_c_entropy_low", "t_c_entropy_high")
+COLLAPSE_COLUMNS = ("t_c_phi_c_fit", "t_c_phi_c_fit_low", "t_c_phi_c_fit_high", "t_c_phi_c", "t_c_phi_c_low",
+                    "t_c_phi_c_high", "t_c_hat_mean", "t_c_hat_se", "t_c_hat_std", "t_c_hat_median",
+                    "t_c_hat_median_se")
+QUALITY_COLUMNS = ("memorised_fraction", "memorisation_ratio_median", "confident_fraction",
+                   "real_confident_fraction", "class_one_fraction", "t_min", "phi_t_min", "phi_t_min_se",
+                   "classifier_accuracy", "pairs", "branch_times", "steps")
+REGIMES_COLUMNS = (*ROW_KEYS, *SPECIATION_COLUMNS, *ENTROPY_COLUMNS, *COLLAPSE_COLUMNS, *QUALITY_COLUMNS,
+                   "quality_ok", "quality", "seed", "sweep_seconds", "checkpoint_step")
+
+
+def regimes_row(*, dataset: str, model: str, summary: dict, entropy: pd.DataFrame, lam: float,
+                spec: RegimesSpec, seed: int) -> dict:
+    """One row of the regimes table (:data:`REGIMES_COLUMNS`) from a sweep's summary, the f^e table of its
+    training prefix and the subset's Λ, with the quality verdict of :func:`quality_verdict`."""
+    from diffusion_regimes.spectrum import t_speciation
+
+    ok, reason = quality_verdict(phi_t_min=summary["phi_t_min"],
+                                 confident_fraction=summary["confident_fraction"],
+                                 real_confident_fraction=summary["real_confident_fraction"], spec=spec)
+    first = entropy.iloc[0]
+    row = {
+        "dataset": dataset, "model": model, "n": int(first["n"]), "d": int(first["d"]),
+        "alpha": float(first["alpha"]), "Lambda": lam,
+        "t_s_theory": t_speciation(lam),
+        **{key: summary[key] for key in SPECIATION_COLUMNS},
+        **{key: float(first[key]) for key in ENTROPY_COLUMNS},
+        **{key: summary[key] for key in (*COLLAPSE_COLUMNS, *QUALITY_COLUMNS)},
+        "quality_ok": ok, "quality": reason, "seed": seed, "sweep_seconds": summary["seconds"],
+        # the DDPM optimiser step of the UNet checkpoint (empty for the exact score)
+        "checkpoint_step": summary.get("checkpoint_step"),
+    }
+    return {key: row[key] for key in REGIMES_COLUMNS}
+
+
+def regimes_table(rows: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The rows of every (dataset, model, n), in the table's column order, sorted."""
+    frame = pd.concat(list(rows), ignore_index=True)
+    missing = [c for c in REGIMES_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ConfigError(f"regimes rows lack the column(s) {missing}: they were written by an older "
+                          "version; re-run the regimes_row jobs (snakemake --forcerun regimes_row)")
+    return frame[list(REGIMES_COLUMNS)].sort_values(["dataset", "model", "n"]).reset_index(drop=True)
+
+
 __all__ = [
     "MODELS",
     "N_ALL",
+    "REGIMES_COLUMNS",
     "CloningResult",
-    "IdealSpec",
+    "RegimesSpec",
     "branch_indices",
     "cloning_experiment",
     "quality_verdict",
+    "regimes_row",
+    "regimes_table",
     "sweep_integrator",
 ]

@@ -27,10 +27,7 @@ import json
 import logging
 import math
 import os
-import pickle
-import re
 import time
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,18 +36,24 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from diffusion_regimes.checkpoints import (
+    CorruptCheckpointError,
+    checkpoint_path,
+    list_checkpoints,
+    load_checkpoint,
+)
 from diffusion_regimes.config import to_dict
 from diffusion_regimes.errors import ConfigError, TrainingError
-from diffusion_regimes.provenance import atomic_path, save_torch
+from diffusion_regimes.provenance import atomic_path, provenance_record, save_torch, write_sidecar
 from diffusion_regimes.sampler import DDPMAncestral, run_trajectories
 from diffusion_regimes.schedule import DDPMSchedule
 from diffusion_regimes.score import NoisePredictorScore
+from diffusion_regimes.seeds import derived_seed
 from diffusion_regimes.unet import UNet, UNetConfig
 
 log = logging.getLogger(__name__)
 
 LR_SCHEDULES = ("constant", "cosine")
-CHECKPOINT_RE = re.compile(r"^ckpt-(\d{8})\.pt$")
 LOSS_LOG = "loss.csv"
 
 
@@ -121,17 +124,11 @@ def batch_indices(step: int, *, n: int, batch_size: int, seed: int) -> torch.Ten
     epochs, offsets = pos // n, pos % n
     out = torch.empty(batch_size, dtype=torch.long)
     for epoch in torch.unique(epochs).tolist():
-        gen = torch.Generator().manual_seed(_mix(seed, epoch))
+        gen = torch.Generator().manual_seed(derived_seed(seed, "epoch", epoch))
         perm = torch.randperm(n, generator=gen)
         sel = epochs == epoch
         out[sel] = perm[offsets[sel]]
     return out
-
-
-def _mix(seed: int, stream: int) -> int:
-    """A 63-bit seed for sub-stream ``stream`` of ``seed`` (hash, so nearby seeds do not overlap)."""
-    digest = hashlib.sha256(f"{seed}:{stream}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
 
 
 def learning_rate(step: int, *, config: TrainConfig) -> float:
@@ -233,51 +230,6 @@ def run_key(*, model_config: UNetConfig, config: TrainConfig, batch_size: int, s
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def checkpoint_path(run_dir: Path, step: int) -> Path:
-    return Path(run_dir) / f"ckpt-{step:08d}.pt"
-
-
-def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
-    """``(step, path)`` of every complete checkpoint in ``run_dir``, ascending."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in run_dir.iterdir() if (m := CHECKPOINT_RE.match(p.name))]
-    return sorted(found)
-
-
-class CorruptCheckpointError(TrainingError):
-    """A checkpoint file exists but cannot be read (truncated by a full disk or a copy, or not one)."""
-
-
-def load_checkpoint(path: str | Path, *, device: torch.device | str = "cpu") -> dict:
-    """A checkpoint's dictionary (tensors on ``device``), loaded with ``weights_only=True``."""
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError as exc:
-        raise TrainingError(f"checkpoint not found: {path}") from exc
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
-        # torch reports a truncated archive as "PytorchStreamReader failed reading zip archive: ...", then
-        # several sentences of advice; the first sentence is the diagnosis.
-        reason = str(exc).split(". ")[0].splitlines()[0]
-        raise CorruptCheckpointError(f"checkpoint {path} is truncated or corrupt ({reason})") from exc
-
-
-def load_denoiser(path: str | Path, *, weights: str = "auto", device: torch.device | str = "cpu") -> UNet:
-    """The UNet of a checkpoint, in eval mode; ``weights``: ``model``, ``ema`` or ``auto`` (EMA if any)."""
-    ckpt = load_checkpoint(path, device=device)
-    from diffusion_regimes.config import build
-
-    model = UNet(build(UNetConfig, ckpt["config"]["unet"], where=f"{path}:unet")).to(device)
-    if weights not in ("auto", "model", "ema"):
-        raise ConfigError(f"weights: {weights!r} is not valid; choose one of ['auto', 'model', 'ema']")
-    if weights == "ema" and ckpt.get("ema") is None:
-        raise TrainingError(f"{path} holds no EMA weights (train.ema_decay was 0)")
-    use_ema = weights == "ema" or (weights == "auto" and ckpt.get("ema") is not None)
-    model.load_state_dict(ckpt["ema"] if use_ema else ckpt["model"])
-    return model.eval()
-
-
 def _rng_state(device: torch.device, noise_gen: torch.Generator) -> dict:
     return {
         "torch_cpu": torch.get_rng_state(),
@@ -350,7 +302,7 @@ def _check_probe_loss(model: UNet, probe: torch.Tensor, *, step: int, seed: int,
     if params_finite:
         was_training = model.training
         model.eval()
-        gen = torch.Generator(device=probe.device).manual_seed(_mix(seed, -3))
+        gen = torch.Generator(device=probe.device).manual_seed(derived_seed(seed, "probe"))
         loss = ddpm_loss(model, probe, alpha_bar=alpha_bar, generator=gen, bf16=bf16).item()
         model.train(was_training)
     if not math.isfinite(loss):
@@ -378,11 +330,14 @@ def train_ddpm(
     batch_size: int | None = None,
     on_checkpoint: CheckpointHook | None = None,
     progress: bool = False,
+    accelerate_on_cpu: bool = False,
 ) -> TrainResult:
     """Train (or resume) the UNet on ``images`` ``(n, C, H, W)`` float32 for ``config.steps`` steps.
 
     Resumes from the newest checkpoint in ``run_dir/<key>`` with step <= ``config.steps``.  A non-finite
     loss raises :class:`TrainingError` before anything is written, so the last checkpoint stays good.
+    ``config.bf16``, ``channels_last`` and ``compile`` apply on a GPU only (on a CPU they cost time and
+    gain nothing); ``accelerate_on_cpu`` applies them on a CPU too, so tests run those code paths.
     """
     device = torch.device(device)
     if images.ndim != 4:
@@ -392,6 +347,7 @@ def train_ddpm(
         raise TrainingError(f"images {tuple(images.shape[1:])} do not match the UNet input {model_config}")
     batch_size = batch_size or config.batch_size
     gpu = device.type == "cuda"
+    accelerate = gpu or accelerate_on_cpu
     key = run_key(model_config=model_config, config=config, batch_size=batch_size, seed=seed, images=images)
     run_dir = Path(run_dir) / key
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -401,11 +357,12 @@ def train_ddpm(
 
     fork_devices = [device] if gpu else []
     with torch.random.fork_rng(devices=fork_devices):
-        torch.manual_seed(_mix(seed, -1))  # dropout (global RNG); restored from the checkpoint on resume
+        # initial weights and dropout (global RNG); restored from the checkpoint on resume
+        torch.manual_seed(derived_seed(seed, "weights-and-dropout"))
         model = UNet(model_config).to(device)  # initialisation from the same seeded global RNG
         ema = copy.deepcopy(model).requires_grad_(False) if config.ema_decay > 0 else None
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-        noise_gen = torch.Generator(device=device).manual_seed(_mix(seed, -2))
+        noise_gen = torch.Generator(device=device).manual_seed(derived_seed(seed, "noise"))
         alpha_bar = DDPMSchedule().alpha_bar.to(device)
 
         start, path, ckpt = _resume_point(run_dir, steps=config.steps, device=device)
@@ -423,14 +380,15 @@ def train_ddpm(
             _truncate_loss_log(loss_log, start)
         if not loss_log.exists():
             loss_log.write_text("step,loss,images_per_s,elapsed_s\n")
+            write_sidecar(loss_log, config=config_record, seed=seed)
 
-        if gpu and config.channels_last:
+        if accelerate and config.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        forward = torch.compile(model) if (gpu and config.compile) else model
+        forward = torch.compile(model) if (accelerate and config.compile) else model
         data = images.to(device=device, dtype=torch.float32)
-        if gpu and config.channels_last:
+        if accelerate and config.channels_last:
             data = data.contiguous(memory_format=torch.channels_last)
-        bf16 = gpu and config.bf16
+        bf16 = accelerate and config.bf16
         ema_params = list(ema.parameters()) if ema is not None else []
         params = list(model.parameters())
 
@@ -486,6 +444,7 @@ def train_ddpm(
                     "ema": ema.state_dict() if ema is not None else None,
                     "rng": _rng_state(device, noise_gen),
                     "config": config_record,
+                    "provenance": provenance_record(config=config_record, seed=seed),
                 }, newest)
                 # Only checkpoints older than the one just written (a later one would have stopped the
                 # run in _resume_point), so the newest is never deleted.

@@ -7,8 +7,11 @@ rule classifier:
     output:
         checkpoint="results/classifier/{dataset}/classifier.pt",
         accuracy="results/classifier/{dataset}/classifier.json",
+        sidecar=provenance("results/classifier/{dataset}/classifier.pt"),
     params:
-        spec=lambda wc: spec("classifier"),
+        spec=params_of("classifier"),
+        seed=config["seed"],
+        device=config["device"],
     log:
         "results/logs/classifier/{dataset}.log",
     # 1 thread: a small CNN on a shared CPU runs far slower on 2 (oversubscription); jobs run side by side
@@ -16,5 +19,5 @@ rule classifier:
     resources:
         **rule_resources("classifier"),
     shell:
-        "{CLI} classifier-train --spec {params.spec:q} --seed {config[seed]} --device {config[device]}"
+        "$DIFFUSION_REGIMES classifier-train --spec {params.spec:q} --seed {params.seed} --device {params.device}"
         " --threads {threads} --subset {input.subset} --out {output.checkpoint} 2> {log}"

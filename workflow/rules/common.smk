@@ -3,21 +3,28 @@ import json
 import os
 import sys
 
-from diffusion_regimes.config import migrate_legacy_resources
+from diffusion_regimes.config import build as build_section
+from diffusion_regimes.config import fill_section_defaults, migrate_legacy_resources, migrate_legacy_sections
 from diffusion_regimes.config import validate as validate_config
+from diffusion_regimes.data import DatasetSpec
+from diffusion_regimes.data.freshness import raw_paths
 from diffusion_regimes.errors import ConfigError
+from diffusion_regimes.jobs import job_spec
 from diffusion_regimes.lock import JOB_ENV
 from diffusion_regimes.preflight import preflight
+from diffusion_regimes.regimes import MODELS as REGIMES_MODELS
+from diffusion_regimes.regimes import RegimesSpec
 
 SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
 
-# train.threads/mem_mb/runtime_min and ideal.threads moved to `resources:`; old overlays keep working.
-for notice in migrate_legacy_resources(config):
+# train.threads/mem_mb/runtime_min and ideal.threads moved to `resources:`, and the section `ideal:` is now
+# `regimes:`; old overlays keep working (with a notice).
+for notice in [*migrate_legacy_resources(config), *migrate_legacy_sections(config)]:
     print(notice, file=sys.stderr)
 # Fail before any job runs when a key or value is invalid; fills the schema defaults into `config`.
 validate_config(config, SCHEMAS / "config.schema.yaml")
-# The defaults of `resources:` sit one $ref deeper than the validator fills, so fill them here.
-validate_config(config["resources"], SCHEMAS / "resources.schema.yaml")
+# The defaults of each section sit one $ref deeper than the validator fills, so fill them here.
+fill_section_defaults(config, SCHEMAS / "config.schema.yaml")
 # Checks across keys (names of subsets used elsewhere, UNet groups, time ranges), also before any job.
 preflight(config)
 
@@ -59,12 +66,20 @@ if config["run_datasets"] is not None:
         )
     keep = list(config["run_datasets"])
     config["datasets"] = {name: config["datasets"][name] for name in keep}
-    config["ideal"]["datasets"] = [name for name in config["ideal"]["datasets"] if name in keep]
+    config["regimes"]["datasets"] = [name for name in config["regimes"]["datasets"] if name in keep]
     if config["train"].get("datasets") is not None:
         config["train"]["datasets"] = [name for name in config["train"]["datasets"] if name in keep]
 
-# The interpreter running Snakemake also runs the package CLI (the same environment everywhere).
-CLI = f"{sys.executable} -m diffusion_regimes"
+# The interpreter running Snakemake also runs the package CLI (the same environment everywhere).  Shells
+# call it as $DIFFUSION_REGIMES: which interpreter runs a job is environment, not a job parameter, so it is
+# not in `params` (a moved virtual environment must not re-run finished jobs).  Jobs inherit the variable,
+# also on a cluster, where each job's Snakemake sets it again.
+os.environ["DIFFUSION_REGIMES"] = f"{sys.executable} -m diffusion_regimes"
+
+
+envvars:
+    "DIFFUSION_REGIMES",
+
 
 # Every stage appends the final files it contributes; `rule all` asks for all of them.
 TARGETS: list[str] = []
@@ -74,16 +89,108 @@ def all_targets():
     return TARGETS
 
 
-def spec(*keys):
-    """JSON of the config section at `keys` (passed to the CLI as --spec; a change re-runs the rule)."""
-    section = config
-    for key in keys:
-        section = section[key]
-    if keys in (("ideal",), ("train",)):
-        # Which subsets a stage covers routes jobs but changes no job's result: left out, a run narrowed
-        # by `run_datasets:` and a full run share their finished jobs.
-        section = {key: value for key, value in section.items() if key != "datasets"}
-    return json.dumps(section, sort_keys=True)
+def params_of(job):
+    """JSON of the config keys `job` reads (diffusion_regimes.jobs.JOB_KEYS): its --spec, and the only
+    config it passes, so a key it does not read never re-runs it."""
+    return job_spec(config, job)
+
+
+def dataset_spec(wildcards):
+    """JSON of `datasets.<name>`: the one subset a prepare job reads."""
+    return json.dumps(config["datasets"][wildcards.dataset], sort_keys=True)
+
+
+def raw_inputs(wildcards):
+    """The raw data of a subset, as inputs of its prepare job (a dry run names missing data; a newer file re-prepares)."""
+    entry = config["datasets"][wildcards.dataset]
+    spec = build_section(DatasetSpec, entry, where=f"datasets.{wildcards.dataset}")
+    paths = raw_paths(spec)
+    if spec.format == "cifar10" and spec.download and not paths[0].exists():
+        paths = paths[1:]  # the job downloads it
+    return [str(p) for p in paths]
+
+
+# --- the regimes stage: which (model, n) sweeps run on which dataset -----------------------------------
+REGIMES = build_section(RegimesSpec, config["regimes"], where="regimes")
+
+
+def subset_n(dataset):
+    """Images in the prepared subset of `dataset` (config `datasets.<name>.n`)."""
+    if dataset not in config.get("datasets", {}):
+        raise ConfigError(f"regimes.datasets: {dataset!r} is not a key of `datasets:` {list(config['datasets'])}")
+    return int(config["datasets"][dataset]["n"])
+
+
+def ddpm_datasets():
+    """Subsets the UNet is trained on (`train.datasets`, default: all of `datasets:`)."""
+    chosen = config["train"].get("datasets")
+    return list(chosen) if chosen is not None else list(config.get("datasets", {}))
+
+
+def regimes_n_values(model, dataset):
+    """Training-set sizes `model` is measured at on `dataset`; none where `regimes.models` leaves it out.
+
+    The UNet is trained on the whole prepared subset (train-ddpm), so its sweeps exist only at
+    n = datasets.<name>.n, where phi_C, t̂_C and the memorisation ratio refer to its own training set.
+    """
+    if model not in REGIMES.models_for(dataset):
+        return ()
+    if model == "unet":
+        return (subset_n(dataset),) if dataset in ddpm_datasets() else ()
+    return REGIMES.n_values_for(dataset, subset_n=subset_n(dataset))
+
+
+def regimes_sweeps(dataset):
+    """[(model, n)] of every sweep on `dataset`, in a fixed order."""
+    return [(model, n) for model in REGIMES_MODELS for n in regimes_n_values(model, dataset)]
+
+
+def regimes_sweep_folder(dataset, model, n):
+    return f"results/regimes/{dataset}/n{n}/{model}"
+
+
+def regimes_model_inputs(wildcards):
+    """Extra inputs of a sweep: the trained checkpoint for the UNet, nothing for the exact score."""
+    if wildcards.model == "unet":
+        return {"checkpoint": f"results/models/{wildcards.dataset}/unet/final.pt"}
+    return {}
+
+
+def regimes_sweep_files(kind):
+    """Input function: file `kind` (branches.csv, samples.pt, ...) of every sweep of the dataset."""
+    return lambda wc: [f"{regimes_sweep_folder(wc.dataset, model, n)}/{kind}" for model, n in regimes_sweeps(wc.dataset)]
+
+
+def regimes_sweep_keys(wildcards):
+    """`model/n` of every sweep of the dataset, aligned with regimes_sweep_files."""
+    return [f"{model}/{n}" for model, n in regimes_sweeps(wildcards.dataset)]
+
+
+def regimes_top_entropy(wildcards):
+    """f^e table at the largest n measured on the dataset (the collapse figure's panel)."""
+    n_top = max(n for _, n in regimes_sweeps(wildcards.dataset))
+    return f"results/regimes/{wildcards.dataset}/n{n_top}/entropy.csv"
+
+
+def regimes_rows(wildcards=None):
+    return [
+        f"{regimes_sweep_folder(dataset, model, n)}/row.csv"
+        for dataset in config["regimes"]["datasets"]
+        for model, n in regimes_sweeps(dataset)
+    ]
+
+
+# --- the Gaussian-mixture stage ------------------------------------------------------------------------
+GM_SPEC = config["gaussian_mixture"]["speciation"]
+# (engine, d) of every speciation job: the figure's engine for each d, plus the full-engine check
+GM_SPECIATION_JOBS = [(GM_SPEC["engine"], d) for d in GM_SPEC["dims"]]
+if GM_SPEC["check_pairs"] > 0 and GM_SPEC["engine"] != "full":
+    GM_SPECIATION_JOBS.append(("full", GM_SPEC["check_dim"]))
+
+
+def gm_speciation_pairs(wildcards):
+    full_check = wildcards.engine == "full" and GM_SPEC["engine"] != "full"
+    return GM_SPEC["check_pairs"] if full_check else GM_SPEC["pairs"]
 
 
 # Report categories, numbered in the order the landing text (workflow/report/workflow.rst) reads them.
@@ -107,3 +214,15 @@ def provenance(path):
 def with_provenance(*paths):
     """Outputs plus their provenance sidecars."""
     return [p for path in paths for p in (path, provenance(path))]
+
+
+# The figures of the regimes stage, per dataset (results/figures/regimes_<stem>_<dataset>.pdf/.png).
+REGIMES_FIGURES = ("phi", "collapse", "strip", "neighbours")
+
+# The figures of the Gaussian-mixture stage -> their label in the report.
+GM_FIGURE_CONTENT = {
+    "gm_speciation": "Fig. 2: φ(t) against t/t_S",
+    "gm_collapse": "Fig. 3: f^e(t)/α",
+    "gm_collapse_law": "t_C against α = log(n)/d",
+    "gm_potential": "potential V(q, t) around t_S",
+}

@@ -1,4 +1,4 @@
-# Covariance spectra: Λ, t_S = ½ log Λ in both conventions, against the paper's Table 1 (docs/science.md 2, 4).
+# Spectra stage: Λ, t_S = ½ log Λ in both conventions, against the paper's Table 1 (docs/science.md 2, 4).
 
 
 rule spectrum:
@@ -6,6 +6,7 @@ rule spectrum:
         subset="results/data/{dataset}/subset.pt",
     output:
         row="results/spectra/{dataset}.json",
+        row_sidecar=provenance("results/spectra/{dataset}.json"),
         pdf=report("results/figures/scree_{dataset}.pdf", caption="../report/pdf.rst", category=REPORT_PDF),
         png=report(
             "results/figures/scree_{dataset}.png",
@@ -15,7 +16,7 @@ rule spectrum:
         ),
         sidecars=[provenance(f"results/figures/scree_{{dataset}}.{ext}") for ext in ("pdf", "png")],
     params:
-        spec=lambda w: spec("spectra"),
+        spec=params_of("spectrum"),
         seed=config["seed"],
     log:
         "results/logs/spectrum/{dataset}.log",
@@ -23,7 +24,7 @@ rule spectrum:
     resources:
         **rule_resources("spectrum"),
     shell:
-        "{CLI} spectrum --spec {params.spec:q} --seed {params.seed} --threads {threads}"
+        "$DIFFUSION_REGIMES spectrum --spec {params.spec:q} --seed {params.seed} --threads {threads}"
         " --subset {input.subset} --output {output.row} --figure {output.pdf} 2> {log}"
 
 
@@ -40,7 +41,7 @@ rule spectra_table:
         ),
         sidecar=provenance("results/tables/spectra.csv"),
     params:
-        spec=lambda w: spec("spectra"),
+        spec=params_of("spectra_table"),
         seed=config["seed"],
     log:
         "results/logs/spectra_table.log",
@@ -48,7 +49,7 @@ rule spectra_table:
     resources:
         **rule_resources("spectra_table"),
     shell:
-        "{CLI} spectra-table --spec {params.spec:q} --seed {params.seed} --former {input.former}"
+        "$DIFFUSION_REGIMES spectra-table --spec {params.spec:q} --seed {params.seed} --former {input.former}"
         " --output {output.table} {input.rows} 2> {log}"
 
 

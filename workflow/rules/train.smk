@@ -7,11 +7,6 @@
 # runs/.lock (its PID) while it runs: a second trainer on the same folder refuses, naming that PID.
 
 
-def ddpm_datasets():
-    chosen = config["train"].get("datasets")
-    return list(chosen) if chosen is not None else list(config.get("datasets", {}))
-
-
 rule train_ddpm:
     input:
         subset="results/data/{dataset}/subset.pt",
@@ -42,8 +37,10 @@ rule train_ddpm:
             )
         ],
     params:
-        spec=spec("train"),
-        unet=spec("unet"),
+        spec=params_of("train_ddpm"),
+        unet=params_of("unet"),
+        seed=config["seed"],
+        device=config["device"],
         run_dir=lambda wc: f"results/models/{wc.dataset}/unet/runs",
     log:
         "results/logs/train_ddpm/{dataset}.log",
@@ -51,8 +48,8 @@ rule train_ddpm:
     resources:
         **rule_resources("train_ddpm"),
     shell:
-        "{CLI} train-ddpm --spec {params.spec:q} --unet-spec {params.unet:q} --seed {config[seed]}"
-        " --device {config[device]} --threads {threads} --dataset {wildcards.dataset}"
+        "$DIFFUSION_REGIMES train-ddpm --spec {params.spec:q} --unet-spec {params.unet:q} --seed {params.seed}"
+        " --device {params.device} --threads {threads} --dataset {wildcards.dataset}"
         " --subset {input.subset} --run-dir {params.run_dir} --checkpoint {output.checkpoint}"
         " --loss-table {output.loss} --figure {output.figure} 2> {log}"
 

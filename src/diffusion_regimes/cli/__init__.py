@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from diffusion_regimes.cli import classifier, gaussian_mixture, regimes
 from diffusion_regimes.cli import data as _data
-from diffusion_regimes.cli import gaussian_mixture, ideal
 from diffusion_regimes.cli import train as _train
 from diffusion_regimes.cli.common import JOB_SUMMARY
 from diffusion_regimes.errors import PipelineError
@@ -25,7 +25,8 @@ Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Non
 # One module per workflow stage; each adds its sub-commands.
 COMMAND_GROUPS: tuple[Register, ...] = (
     _data.register,
-    ideal.register,
+    classifier.register,
+    regimes.register,
     _train.register,
     gaussian_mixture.register,
 )

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from diffusion_regimes.errors import OutputError
+from diffusion_regimes.errors import ConfigError, DataError, OutputError
 
 
 def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,3 +48,25 @@ def ensure_writable(*outputs: Path) -> None:
         if not os.access(folder, os.W_OK | os.X_OK):
             raise OutputError(f"the output folder {folder} is not writable (needed for {output}); "
                               "fix its permissions and re-run")
+
+
+def load_subset(path: str | Path, n: int | None = None):
+    """The prepared subset at ``path`` (its first ``n`` images when ``n`` is given), with clear errors."""
+    from diffusion_regimes.data import PreparedSubset
+
+    if not Path(path).is_file():
+        raise DataError(f"prepared subset not found: {path}; the data stage writes it "
+                        f"(rule prepare_subset: snakemake {path})")
+    subset = PreparedSubset.load(path)
+    if n is not None:
+        if n > subset.n:
+            raise ConfigError(f"regimes.n_values: n = {n} exceeds the {subset.n} images of {path}")
+        subset = subset.prefix(n)
+    return subset
+
+
+def spec_record(text: str) -> Any:
+    """The job's ``--spec`` as it was passed: the config keys this job read (its provenance record)."""
+    import json
+
+    return json.loads(text)

@@ -11,9 +11,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from diffusion_regimes.cli.common import add_spec_arguments, ensure_writable, job_summary
-from diffusion_regimes.config import from_json, to_dict
+from diffusion_regimes.cli.common import add_spec_arguments, ensure_writable, job_summary, spec_record
+from diffusion_regimes.config import from_json
 from diffusion_regimes.errors import DataError
+from diffusion_regimes.seeds import derived_seed
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,8 @@ def _spectrum(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     options = from_json(SpectraOptions, args.spec, where="spectra")
     subset = PreparedSubset.load(args.subset)
-    generator = torch.Generator().manual_seed(args.seed)
+    seed = derived_seed(args.seed, "spectrum", subset.dataset)
+    generator = torch.Generator().manual_seed(seed)
     result = subset_spectrum(subset.images, options=options, generator=generator)
     spec = subset.metadata.get("spec", {})
     row = {
@@ -63,7 +65,7 @@ def _spectrum(args: argparse.Namespace) -> int:
     }
     from diffusion_regimes.provenance import write_json
 
-    write_json(args.output, row)
+    write_json(args.output, row, config=spec_record(args.spec), seed=seed)
     job_summary().update({
         "dataset": subset.dataset, "n": subset.n, "d": subset.d,
         "Λ (first channel)": f"{result.lambda_first_channel:.4g} ± {result.se_first_channel:.2g}",
@@ -71,7 +73,7 @@ def _spectrum(args: argparse.Namespace) -> int:
         "Λ (all channels)": f"{result.lambda_all_channels:.4g} ± {result.se_all_channels:.2g}",
     })
     fig = scree_figure(row)
-    save_figure(fig, args.figure, config={"spectra": to_dict(options), "dataset": spec}, seed=args.seed)
+    save_figure(fig, args.figure, config={"spectra": spec_record(args.spec), "dataset": spec}, seed=seed)
     return 0
 
 

@@ -10,16 +10,16 @@ from pathlib import Path
 import torch
 
 from diffusion_regimes import runtime
-from diffusion_regimes.cli.common import add_spec_arguments, ensure_writable, job_summary
+from diffusion_regimes.checkpoints import load_checkpoint
+from diffusion_regimes.cli.common import add_spec_arguments, ensure_writable, job_summary, load_subset
 from diffusion_regimes.config import from_json, to_dict
-from diffusion_regimes.errors import DataError
 from diffusion_regimes.lock import folder_lock
 from diffusion_regimes.provenance import save_torch, write_sidecar, write_table
+from diffusion_regimes.seeds import derived_seed
 from diffusion_regimes.train import (
     LOSS_LOG,
     TrainConfig,
     TrainResult,
-    load_checkpoint,
     sample,
     train_ddpm,
 )
@@ -39,14 +39,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--loss-table", required=True, type=Path, help="loss log (.csv)")
     p.add_argument("--figure", required=True, type=Path, help="loss + samples figure (.pdf; .png beside it)")
     p.set_defaults(func=run, uses_network=True)
-
-
-def _load_subset(path: Path):
-    from diffusion_regimes.data import PreparedSubset
-
-    if not path.is_file():
-        raise DataError(f"prepared subset not found: {path}; the data stage (rule prepare_data) writes it")
-    return PreparedSubset.load(path)
 
 
 def train_and_report(
@@ -79,10 +71,10 @@ def train_and_report(
         if cached.exists():
             return torch.load(cached, weights_only=True)
         # The same starting noise at every checkpoint, so the grids show the model's progress.
-        gen = torch.Generator(device=device).manual_seed(seed)
+        gen = torch.Generator(device=device).manual_seed(derived_seed(seed, "sample-grid"))
         x = sample(model, n=config.grid_images, shape=shape, generator=gen,
                    bf16=device.type == "cuda" and config.bf16, progress=True).cpu()
-        save_torch(x, cached)
+        save_torch(x, cached, config=record, seed=seed)
         return x
 
     def on_checkpoint(step: int, model: torch.nn.Module, folder: Path) -> None:
@@ -125,11 +117,13 @@ def run(args: argparse.Namespace) -> int:
     unet = from_json(UNetSpec, args.unet_spec, where="unet")
     runtime.set_threads(args.threads)
     device = runtime.resolve_device(args.device)
-    subset = _load_subset(args.subset)
+    subset = load_subset(args.subset)
     log.info("training on %s: %d images of shape %s, device %s", args.dataset, subset.n,
              tuple(subset.images.shape[1:]), device)
+    # the job's seed (config/README.md, "Seeds"): every stream of the training derives from it
+    seed = derived_seed(args.seed, "train-ddpm", args.dataset)
     train_and_report(subset.images, to_pixels=subset.to_pixels, dataset=args.dataset, unet=unet,
-                     config=config, seed=args.seed, device=device, run_dir=args.run_dir,
+                     config=config, seed=seed, device=device, run_dir=args.run_dir,
                      checkpoint=args.checkpoint, loss_table=args.loss_table, figure=args.figure)
     import pandas as pd
 

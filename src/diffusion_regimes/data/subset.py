@@ -83,9 +83,11 @@ class PreparedSubset:
     def save(self, path: str | Path) -> None:
         """Write ``path`` (tensors) and its JSON record beside it, both atomically."""
         path = Path(path)
+        spec = self.metadata.get("spec", {})
+        seed = spec.get("seed") if isinstance(spec, dict) else None
         save_torch(
             {"images": self.images.contiguous(), "labels": self.labels, "channel_means": self.channel_means},
-            path,
+            path, config={"dataset": self.dataset, "spec": spec}, seed=seed,
         )
         record = {
             **self.metadata,
@@ -96,7 +98,7 @@ class PreparedSubset:
             "channel_means": self.channel_means.tolist(),
             "indices": list(self.indices),
         }
-        write_json(json_path_for(path), record)
+        write_json(json_path_for(path), record, config={"dataset": self.dataset, "spec": spec}, seed=seed)
 
     @classmethod
     def load(cls, path: str | Path) -> PreparedSubset:

@@ -1,6 +1,5 @@
-"""Commands of the classifier, speciation and collapse stages (the ideal model on real data).
+"""Commands of the regimes stage: speciation and collapse of a model on real data (docs/science.md 5).
 
-``classifier-train``  train the two-class labeller on a prepared subset (held-out accuracy beside it)
 ``regimes-clone``     cloning sweep of one model (``exact`` here; ``unet`` via the same function) on a prefix
 ``regimes-entropy``   f^e(t)/alpha of a prefix and the t_C it implies (docs/science.md section 2)
 ``regimes-row``       one row of results/tables/regimes.csv per (dataset, n, model)
@@ -19,55 +18,16 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from diffusion_regimes.cli.common import add_spec_arguments, job_summary
-from diffusion_regimes.config import from_json, to_dict
+from diffusion_regimes.cli.common import add_spec_arguments, job_summary, load_subset, spec_record
+from diffusion_regimes.config import from_json
 from diffusion_regimes.errors import ConfigError, DataError
 from diffusion_regimes.provenance import save_torch, write_json, write_table
 from diffusion_regimes.runtime import resolve_device, set_threads
+from diffusion_regimes.sampler import VARIANCES
+from diffusion_regimes.seeds import derived_seed
 from diffusion_regimes.spectrum import t_speciation
 
 log = logging.getLogger(__name__)
-
-
-def _subset(path: str, n: int | None = None):
-    from diffusion_regimes.data import PreparedSubset
-
-    if not Path(path).is_file():
-        raise DataError(f"prepared subset not found: {path} (run the data stage: snakemake {path})")
-    subset = PreparedSubset.load(path)
-    if n is not None:
-        if n > subset.n:
-            raise ConfigError(f"ideal.n_values: n = {n} exceeds the {subset.n} images of {path}")
-        subset = subset.prefix(n)
-    return subset
-
-
-def _classifier_train(args: argparse.Namespace) -> None:
-    from diffusion_regimes.classifier import (
-        ClassifierSpec,
-        confident_fraction,
-        probabilities,
-        save_classifier,
-        train_classifier,
-    )
-    from diffusion_regimes.regimes import CONFIDENT
-
-    set_threads(args.threads)
-    spec = from_json(ClassifierSpec, args.spec, where="classifier")
-    subset = _subset(args.subset)
-    trained = train_classifier(subset.images, subset.labels, spec=spec, seed=args.seed,
-                               device=resolve_device(args.device), progress=True)
-    held_out = probabilities(trained.model, subset.images[trained.held_out])
-    real_confident = confident_fraction(held_out, level=CONFIDENT)
-    save_classifier(trained, args.out, seed=args.seed, extra={
-        "dataset": subset.dataset, "classes": list(subset.classes),
-        # the quality gate of generated samples compares against this (confident = max probability >= 0.9)
-        "held_out_confident_fraction": real_confident})
-    job_summary().update(held_out_accuracy=trained.accuracy, held_out_confident_fraction=real_confident,
-                         train_images=trained.n_train)
-    if trained.accuracy < spec.min_accuracy:
-        raise DataError(f"classifier held-out accuracy {trained.accuracy:.3f} < classifier.min_accuracy "
-                        f"{spec.min_accuracy}; raise classifier.epochs or use architecture: resnet18")
 
 
 def _score(model: str, *, training: torch.Tensor, spec, checkpoint: str | None, device: torch.device):
@@ -83,7 +43,7 @@ def _score(model: str, *, training: torch.Tensor, spec, checkpoint: str | None, 
     if model == "unet":
         if checkpoint is None:
             raise ConfigError("model 'unet' needs --checkpoint (the trained denoiser)")
-        from diffusion_regimes.train import load_checkpoint, load_denoiser
+        from diffusion_regimes.checkpoints import load_checkpoint, load_denoiser
 
         eps_model = load_denoiser(checkpoint, device=device)  # UNet in eval mode: eps_model(x, k) -> eps
         step = int(load_checkpoint(checkpoint)["step"])
@@ -103,18 +63,18 @@ def _file_digest(*paths: str | None) -> str:
 
 def _regimes_clone(args: argparse.Namespace) -> None:
     from diffusion_regimes.classifier import load_classifier, probabilities
-    from diffusion_regimes.regimes import IdealSpec, cloning_experiment
+    from diffusion_regimes.regimes import RegimesSpec, cloning_experiment
 
     set_threads(args.threads)
-    spec = from_json(IdealSpec, args.spec, where="ideal")
+    spec = from_json(RegimesSpec, args.spec, where="regimes")
     device = resolve_device(args.device)
-    full = _subset(args.subset)
+    full = load_subset(args.subset)
     if args.model == "unet" and args.n != full.n:
         # train-ddpm fits the UNet on the whole prepared subset: phi_C, t̂_C and the memorisation ratio
         # must be measured against that same training set
         raise ConfigError(f"model 'unet' was trained on all {full.n} images of {args.subset}; "
                           f"measure it with --n {full.n}, not {args.n}")
-    subset = _subset(args.subset, args.n)
+    subset = load_subset(args.subset, args.n)
     classifier, record = load_classifier(args.classifier, device=device)
     score, model_record = _score(args.model, training=subset.images, spec=spec, checkpoint=args.checkpoint,
                                  device=device)
@@ -123,44 +83,48 @@ def _regimes_clone(args: argparse.Namespace) -> None:
     from diffusion_regimes.schedule import DDPMSchedule
 
     times = spec.branch_times(t_speciation=t_s_theory, t_collapse=t_c_entropy, schedule=DDPMSchedule())
-    pairs = spec.pairs_for(args.model, n=args.n, subset_n=full.n)
-    steps = spec.steps_for(args.model)
-    variance = spec.variance_for(args.model)
+    # the workflow resolves the per-model keys (so a UNet setting never re-runs an exact-score sweep);
+    # a direct call may leave them to the spec
+    pairs = args.pairs if args.pairs is not None else spec.pairs_for(args.model, n=args.n, subset_n=full.n)
+    steps = args.steps if args.steps is not None else spec.steps_for(args.model)
+    variance = args.variance if args.variance is not None else spec.variance_for(args.model)
+    # one stream per dataset, shared by every model and n: pair j starts from the same noise in the exact
+    # and the learned sweeps, and at every n (a paired comparison); config/README.md, "Seeds"
+    seed = derived_seed(args.seed, "regimes-clone", args.dataset)
     # everything that determines the chunks names their folder: a changed input starts afresh
-    key = {"model": args.model, "n": args.n, "seed": args.seed, "steps": steps, "variance": variance,
+    key = {"model": args.model, "n": args.n, "seed": seed, "steps": steps, "variance": variance,
            "times": times.tolist(),
            "chunk_pairs": spec.chunk_pairs, "strip_times": spec.strip_times,
            "max_chunk_bytes": spec.max_chunk_bytes, "check_every": spec.nearest_check_every,
            "files": _file_digest(args.subset, args.classifier, args.checkpoint)}
     chunk_dir = Path(args.chunk_dir) / hashlib.sha256(
         json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    # the seed is the base seed for every model and n: pair j starts from the same noise in the exact and
-    # the learned sweeps (a paired comparison); see config/README.md, "Seeds"
     result = cloning_experiment(score=score, training=subset.images, spec=spec, n_pairs=pairs, steps=steps,
-                                variance=variance, times=times, seed=args.seed, chunk_dir=chunk_dir,
+                                variance=variance, times=times, seed=seed, chunk_dir=chunk_dir,
                                 progress=True, labeller=lambda x: probabilities(classifier, x))
-    config = {"ideal": to_dict(spec), "n": args.n, "model": args.model, "pairs": pairs, "steps": steps,
-              "variance": variance, **model_record}
+    config = {"regimes": spec_record(args.spec), "dataset": args.dataset, "n": args.n, "model": args.model,
+              "pairs": pairs, "steps": steps, "variance": variance, **model_record}
     table = result.branch_table()
     table.insert(0, "classifier_accuracy", record["held_out_accuracy"])
-    write_table(table, args.branches, config=config, seed=args.seed)
+    write_table(table, args.branches, config=config, seed=seed)
     write_table(pd.DataFrame({"t_c_hat": result.t_collapse, "memorisation_ratio": result.memorisation,
                               "confidence": result.confidence, "label": result.labels,
                               "nearest": result.neighbours[:, 0].numpy(),
                               "second_nearest": result.neighbours[:, 1].numpy()}),
-                args.trajectories, config=config, seed=args.seed)
+                args.trajectories, config=config, seed=seed)
     summary = {**result.summary(), "t_s_theory": t_s_theory, "t_c_entropy": t_c_entropy,
                "classifier_accuracy": record["held_out_accuracy"],
                "real_confident_fraction": record.get("held_out_confident_fraction", float("nan")),
                **model_record}
-    write_json(args.summary, summary)
+    write_json(args.summary, summary, config=config, seed=seed)
     job_summary().update(model=args.model, n=args.n, pairs=pairs, t_S_fit=summary["t_s_fit"],
                          t_C_fit=summary["t_c_phi_c_fit"], t_C_hat_mean=summary["t_c_hat_mean"],
                          memorised_fraction=summary["memorised_fraction"],
                          confident_fraction=summary["confident_fraction"])
-    save_torch([(k, t, rows.float()) for k, t, rows in result.strip], args.strip)
+    save_torch([(k, t, rows.float()) for k, t, rows in result.strip], args.strip, config=config, seed=seed)
     save_torch({"samples": result.samples.float(), "neighbours": result.neighbours,
-                "memorisation_ratio": torch.as_tensor(result.memorisation)}, args.samples)
+                "memorisation_ratio": torch.as_tensor(result.memorisation)}, args.samples, config=config,
+               seed=seed)
     log.info("%s n=%d %s: %d pairs x %d branch times, K = %d steps (%s variance), t_S fit %.3f [%.3f, %.3f], "
              "t_C fit %.3f [%.3f, %.3f], %.0f s", args.dataset, args.n, args.model, pairs,
              result.branch_steps.size, steps, variance, summary["t_s_fit"], summary["t_s_fit_low"],
@@ -170,24 +134,25 @@ def _regimes_clone(args: argparse.Namespace) -> None:
 
 def _regimes_entropy(args: argparse.Namespace) -> None:
     from diffusion_regimes.entropy import collapse_time, entropy_time_grid, excess_entropy
-    from diffusion_regimes.regimes import IdealSpec
+    from diffusion_regimes.regimes import RegimesSpec
 
     set_threads(args.threads)
-    spec = from_json(IdealSpec, args.spec, where="ideal")
-    subset = _subset(args.subset, args.n)
+    spec = from_json(RegimesSpec, args.spec, where="regimes")
+    subset = load_subset(args.subset, args.n)
+    seed = derived_seed(args.seed, "regimes-entropy", subset.dataset, args.n)
     times = entropy_time_grid(spec.entropy_grid, t_min=spec.entropy_t_min, t_max=spec.entropy_t_max,
                               n_times=spec.entropy_times, step_every=spec.entropy_step_every)
     # the distance matmuls follow the data's device: a GPU makes paper-size n' feasible (config/README.md)
     res = excess_entropy(subset.flat(torch.float64).to(resolve_device(args.device)), times=times,
                          n_prime=spec.n_prime,
-                         generator=torch.Generator().manual_seed(args.seed),
+                         generator=torch.Generator().manual_seed(seed),
                          max_chunk_bytes=spec.max_chunk_bytes, progress=True)
     tc = collapse_time(res)
     table = pd.DataFrame({"t": res.times, "f": res.f, "f_stderr": res.f_stderr, "alpha": res.alpha,
                           "f_over_alpha": res.f / res.alpha, "t_c_entropy": tc.time,
                           "t_c_entropy_low": tc.low, "t_c_entropy_high": tc.high, "n": res.n, "d": res.d,
                           "n_prime": res.n_prime})
-    write_table(table, args.out, config={"ideal": to_dict(spec), "n": args.n}, seed=args.seed)
+    write_table(table, args.out, config={"regimes": spec_record(args.spec), "n": args.n}, seed=seed)
     job_summary().update(n=res.n, d=res.d, n_prime=res.n_prime, alpha=float(res.alpha),
                          t_C_entropy=float(tc.time))
 
@@ -205,43 +170,22 @@ def _spectrum_of(path: str, dataset: str) -> tuple[float, float]:
 
 
 def _regimes_row(args: argparse.Namespace) -> None:
-    from diffusion_regimes.regimes import IdealSpec, quality_verdict
+    from diffusion_regimes.regimes import RegimesSpec, regimes_row
 
-    spec = from_json(IdealSpec, args.spec, where="ideal")
+    spec = from_json(RegimesSpec, args.spec, where="regimes")
+    lam, _ = _spectrum_of(args.spectra, args.dataset)
     summary = json.loads(Path(args.summary).read_text())
-    entropy = pd.read_csv(args.entropy)
-    lam, t_s = _spectrum_of(args.spectra, args.dataset)
-    ok, reason = quality_verdict(phi_t_min=summary["phi_t_min"],
-                                 confident_fraction=summary["confident_fraction"],
-                                 real_confident_fraction=summary["real_confident_fraction"], spec=spec)
-    copied = ("t_s_fit", "t_s_fit_low", "t_s_fit_high", "lambda_eff", "lambda_eff_low", "lambda_eff_high",
-              "t_s_logistic", "t_s_logistic_low", "t_s_logistic_high",
-              "t_s_crossing", "t_s_crossing_low", "t_s_crossing_high")
-    collapse = ("t_c_phi_c_fit", "t_c_phi_c_fit_low", "t_c_phi_c_fit_high", "t_c_phi_c", "t_c_phi_c_low",
-                "t_c_phi_c_high", "t_c_hat_mean", "t_c_hat_se", "t_c_hat_std", "t_c_hat_median",
-                "t_c_hat_median_se")
-    quality = ("memorised_fraction", "memorisation_ratio_median", "confident_fraction",
-               "real_confident_fraction", "class_one_fraction", "t_min", "phi_t_min", "phi_t_min_se",
-               "classifier_accuracy", "pairs", "branch_times", "steps")
-    row = {
-        "dataset": args.dataset, "model": args.model, "n": int(entropy["n"].iloc[0]),
-        "d": int(entropy["d"].iloc[0]), "alpha": float(entropy["alpha"].iloc[0]), "Lambda": lam,
-        "t_s_theory": t_s, **{key: summary[key] for key in copied},
-        "t_c_entropy": float(entropy["t_c_entropy"].iloc[0]),
-        "t_c_entropy_low": float(entropy["t_c_entropy_low"].iloc[0]),
-        "t_c_entropy_high": float(entropy["t_c_entropy_high"].iloc[0]),
-        **{key: summary[key] for key in collapse}, **{key: summary[key] for key in quality},
-        "quality_ok": ok, "quality": reason, "seed": args.seed, "sweep_seconds": summary["seconds"],
-        # the DDPM optimiser step of the UNet checkpoint (empty for the exact score)
-        "checkpoint_step": summary.get("checkpoint_step"),
-    }
-    write_table(pd.DataFrame([row]), args.out, config={"row": vars(args) | {"func": None}}, seed=args.seed)
+    row = regimes_row(dataset=args.dataset, model=args.model, summary=summary,
+                      entropy=pd.read_csv(args.entropy), lam=lam, spec=spec, seed=args.seed)
+    record = {"regimes": spec_record(args.spec), "dataset": args.dataset, "model": args.model}
+    write_table(pd.DataFrame([row]), args.out, config=record, seed=args.seed)
 
 
 def _regimes_table(args: argparse.Namespace) -> None:
-    frame = pd.concat([pd.read_csv(p) for p in args.rows], ignore_index=True)
-    frame = frame.sort_values(["dataset", "model", "n"]).reset_index(drop=True)
-    write_table(frame, args.out, config={"rows": args.rows}, seed=args.seed)
+    from diffusion_regimes.regimes import regimes_table
+
+    write_table(regimes_table([pd.read_csv(p) for p in args.rows]), args.out, config={"rows": args.rows},
+                seed=args.seed)
 
 
 def _regimes_figures(args: argparse.Namespace) -> None:
@@ -260,51 +204,63 @@ def _regimes_figures(args: argparse.Namespace) -> None:
     if rows.empty:
         raise DataError(f"{args.table} has no rows for dataset {args.dataset!r}")
     t_s = float(rows["t_s_theory"].iloc[0])
-    base = Path(args.regimes_dir)
+    # the sweep files, declared by the rule, aligned with --sweeps ("model/n")
+    files = _sweep_files(args)
 
-    def folder(r) -> Path:
-        return base / f"n{int(r.n)}" / r.model
+    def sweep(r, kind: str) -> Path:
+        key = f"{r.model}/{int(r.n)}"
+        if key not in files:
+            raise DataError(f"{args.table} has a row for {key} of {args.dataset!r} but no sweep files were "
+                            f"given for it (--sweeps {' '.join(files)})")
+        return files[key][kind]
 
     from diffusion_regimes.schedule import DDPMSchedule
 
-    curves = [(r.model, int(r.n), pd.read_csv(folder(r) / "branches.csv"), rows.loc[i])
+    curves = [(r.model, int(r.n), pd.read_csv(sweep(r, "branches")), rows.loc[i])
               for i, r in zip(rows.index, rows.itertuples(), strict=True)]
     cfg = {"dataset": args.dataset}
     k_s = DDPMSchedule().step_of_time(t_s)
-    save_figure(phi_figure(curves, t_s_theory=t_s, k_s_theory=k_s), args.phi, config=cfg, seed=args.seed)
+    save_figure(phi_figure(curves, t_s_theory=t_s, k_s_theory=k_s), args.out_phi, config=cfg, seed=args.seed)
 
     # collapse and neighbours: every model at the largest n (the whole subset, where the UNet was trained)
     n_top = int(rows["n"].max())
     top = rows[rows["n"] == n_top]
     first = top.iloc[0]
     fig = collapse_figure(
-        curves=[(r.model, n_top, pd.read_csv(folder(r) / "branches.csv"),
-                 pd.read_csv(folder(r) / "trajectories.csv")["t_c_hat"].to_numpy(), top.loc[i])
+        curves=[(r.model, n_top, pd.read_csv(sweep(r, "branches")),
+                 pd.read_csv(sweep(r, "trajectories"))["t_c_hat"].to_numpy(), top.loc[i])
                 for i, r in zip(top.index, top.itertuples(), strict=True)],
-        entropy=pd.read_csv(base / f"n{n_top}" / "entropy.csv"), t_c_entropy=float(first["t_c_entropy"]),
+        entropy=pd.read_csv(args.entropy), t_c_entropy=float(first["t_c_entropy"]),
         title=f"{args.dataset}, n = {n_top}, α = log(n)/d = {first['alpha']:.4f}")
-    save_figure(fig, args.collapse, config=cfg, seed=args.seed)
+    save_figure(fig, args.out_collapse, config=cfg, seed=args.seed)
 
-    subset = _subset(args.subset, n_top)
-    panels = [(MODEL_NAME.get(r.model, r.model), torch.load(folder(r) / "samples.pt", weights_only=True))
+    subset = load_subset(args.subset, n_top)
+    panels = [(MODEL_NAME.get(r.model, r.model), torch.load(sweep(r, "samples"), weights_only=True))
               for r in top.itertuples()]
     fig = neighbours_figure(panels, training=subset.images, to_pixels=subset.to_pixels)
-    save_figure(fig, args.neighbours, config=cfg, seed=args.seed)
+    save_figure(fig, args.out_neighbours, config=cfg, seed=args.seed)
     strip_row = top[top["model"] == "exact"].iloc[0] if (top["model"] == "exact").any() else first
-    strip_dir = base / f"n{n_top}" / strip_row["model"]
-    strip = torch.load(strip_dir / "strip.pt", weights_only=True)
-    branch_time = float(pd.read_csv(strip_dir / "branches.csv")["t"].max())
-    save_figure(strip_figure(strip, to_pixels=subset.to_pixels, branch_time=branch_time), args.strip,
+    strip = torch.load(sweep(strip_row, "strip"), weights_only=True)
+    branch_time = float(pd.read_csv(sweep(strip_row, "branches"))["t"].max())
+    save_figure(strip_figure(strip, to_pixels=subset.to_pixels, branch_time=branch_time), args.out_strip,
                 config=cfg, seed=args.seed)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("classifier-train", help="train the two-class labeller on a prepared subset")
-    add_spec_arguments(p)
-    p.add_argument("--subset", required=True)
-    p.add_argument("--out", required=True, help="checkpoint path (.pt); the accuracy goes to .json beside it")
-    p.set_defaults(func=_classifier_train, uses_network=True)
+SWEEP_FILES = ("branches", "trajectories", "samples", "strip")
 
+
+def _sweep_files(args: argparse.Namespace) -> dict[str, dict[str, str]]:
+    """``{"model/n": {kind: path}}`` from the aligned lists ``--sweeps``, ``--branches``, ..."""
+    lists = {kind: getattr(args, kind) for kind in SWEEP_FILES}
+    for kind, paths in lists.items():
+        if len(paths) != len(args.sweeps):
+            raise ConfigError(f"regimes-figures: {len(args.sweeps)} --sweeps but {len(paths)} --{kind} "
+                              "files; "
+                              "give one file of each kind per sweep, in the same order")
+    return {key: {kind: lists[kind][i] for kind in SWEEP_FILES} for i, key in enumerate(args.sweeps)}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("regimes-clone", help="shared-trunk cloning sweep of one model on a subset prefix")
     add_spec_arguments(p)
     p.add_argument("--dataset", required=True)
@@ -315,6 +271,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, required=True, help="training-set size (prefix of the subset)")
     p.add_argument("--model", default="exact", choices=("exact", "unet"))
     p.add_argument("--checkpoint", default=None, help="denoiser checkpoint (model unet)")
+    p.add_argument("--pairs", type=int, default=None, help="clone pairs per branch time")
+    p.add_argument("--steps", type=int, default=None, help="sampler steps K (default: the spec's)")
+    p.add_argument("--variance", default=None, choices=VARIANCES, help="sampler noise variance rule")
     p.add_argument("--chunk-dir", required=True,
                    help="folder of completed chunks of pairs (a re-run resumes from them)")
     for name in ("branches", "trajectories", "summary", "strip", "samples"):
@@ -348,11 +307,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("regimes-figures", help="phi, phi_C / t_C and strip figures of one dataset")
     p.add_argument("--table", required=True)
     p.add_argument("--dataset", required=True)
-    p.add_argument("--regimes-dir", required=True, help="results/regimes/{dataset}")
+    p.add_argument("--sweeps", nargs="+", required=True, help="model/n of each sweep, e.g. exact/1000")
+    for kind in SWEEP_FILES:
+        p.add_argument(f"--{kind}", nargs="+", required=True, help=f"{kind} file of each sweep (same order)")
+    p.add_argument("--entropy", required=True, help="f^e table at the largest n")
     p.add_argument("--subset", required=True)
-    p.add_argument("--phi", required=True)
-    p.add_argument("--collapse", required=True)
-    p.add_argument("--strip", required=True)
-    p.add_argument("--neighbours", required=True, help="samples | 1st | 2nd nearest training image figure")
+    p.add_argument("--out-phi", required=True)
+    p.add_argument("--out-collapse", required=True)
+    p.add_argument("--out-strip", required=True)
+    p.add_argument("--out-neighbours", required=True, help="samples | nearest | 2nd nearest figure")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_regimes_figures)
