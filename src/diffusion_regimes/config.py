@@ -217,7 +217,7 @@ def from_json(cls: type[T], text: str, *, where: str = "config") -> T:
 
 
 # Keys that once sized jobs inside a stage's section, and where they live now: (section, key) ->
-# [(rule, resources key)].  regimes.threads sized both sweep rules.
+# [(rule, resources key)].  ideal.threads (the old name of the regimes section) sized both sweep rules.
 LEGACY_RESOURCE_KEYS: dict[tuple[str, str], list[tuple[str, str]]] = {
     ("train", "threads"): [("train_ddpm", "threads")],
     ("train", "mem_mb"): [("train_ddpm", "mem_mb")],

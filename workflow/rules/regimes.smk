@@ -30,7 +30,7 @@ rule regimes_clone:
         unpack(regimes_model_inputs),
         subset="results/data/{dataset}/subset.pt",
         classifier="results/classifier/{dataset}/classifier.pt",
-        spectra="results/tables/spectra.csv",
+        spectrum="results/spectra/{dataset}.json",
         entropy="results/regimes/{dataset}/n{n}/entropy.csv",
     output:
         branches="results/regimes/{dataset}/n{n}/{model}/branches.csv",
@@ -64,7 +64,7 @@ rule regimes_clone:
     shell:
         "$DIFFUSION_REGIMES regimes-clone --spec {params.spec:q} --seed {params.seed} --device {params.device}"
         " --threads {threads} --dataset {wildcards.dataset} --subset {input.subset}"
-        " --classifier {input.classifier} --spectra {input.spectra} --entropy {input.entropy}"
+        " --classifier {input.classifier} --spectrum {input.spectrum} --entropy {input.entropy}"
         " --n {wildcards.n} --model {wildcards.model} {params.checkpoint} --pairs {params.pairs}"
         " --steps {params.steps} --variance {params.variance} --chunk-dir {params.chunk_dir}"
         " --branches {output.branches} --trajectories {output.trajectories} --summary {output.summary}"
@@ -75,7 +75,7 @@ rule regimes_row:
     input:
         summary="results/regimes/{dataset}/n{n}/{model}/summary.json",
         entropy="results/regimes/{dataset}/n{n}/entropy.csv",
-        spectra="results/tables/spectra.csv",
+        spectrum="results/spectra/{dataset}.json",
     output:
         row="results/regimes/{dataset}/n{n}/{model}/row.csv",
         sidecar=provenance("results/regimes/{dataset}/n{n}/{model}/row.csv"),
@@ -89,7 +89,7 @@ rule regimes_row:
         **rule_resources("regimes_row"),
     shell:
         "$DIFFUSION_REGIMES regimes-row --spec {params.spec:q} --summary {input.summary}"
-        " --entropy {input.entropy} --spectra {input.spectra} --dataset {wildcards.dataset}"
+        " --entropy {input.entropy} --spectrum {input.spectrum} --dataset {wildcards.dataset}"
         " --model {wildcards.model} --seed {params.seed} --out {output.row} 2> {log}"
 
 

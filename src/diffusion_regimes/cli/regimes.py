@@ -78,7 +78,7 @@ def _regimes_clone(args: argparse.Namespace) -> None:
     classifier, record = load_classifier(args.classifier, device=device)
     score, model_record = _score(args.model, training=subset.images, spec=spec, checkpoint=args.checkpoint,
                                  device=device)
-    _, t_s_theory = _spectrum_of(args.spectra, args.dataset)
+    _, t_s_theory = _spectrum_of(args.spectrum, args.dataset)
     t_c_entropy = float(pd.read_csv(args.entropy)["t_c_entropy"].iloc[0])
     from diffusion_regimes.schedule import DDPMSchedule
 
@@ -158,7 +158,15 @@ def _regimes_entropy(args: argparse.Namespace) -> None:
 
 
 def _spectrum_of(path: str, dataset: str) -> tuple[float, float]:
-    """(Lambda, theory t_S) of ``dataset`` from the spectra table (paper convention: first channel)."""
+    """(Lambda, theory t_S) of ``dataset`` (paper convention: first channel) from its spectrum row (the
+    ``spectrum`` job's JSON, what the workflow passes: adding a dataset then re-runs no other dataset's
+    sweep) or from the gathered spectra table (CSV)."""
+    if Path(path).suffix == ".json":
+        row = json.loads(Path(path).read_text())
+        if "lambda_first_channel" not in row:
+            raise DataError(f"{path}: no 'lambda_first_channel' (keys: {sorted(row)})")
+        lam = float(row["lambda_first_channel"])
+        return lam, t_speciation(lam)
     table = pd.read_csv(path)
     if "lambda_first_channel" not in table:
         raise DataError(f"{path}: no 'lambda_first_channel' column (columns: {list(table.columns)})")
@@ -173,7 +181,7 @@ def _regimes_row(args: argparse.Namespace) -> None:
     from diffusion_regimes.regimes import RegimesSpec, regimes_row
 
     spec = from_json(RegimesSpec, args.spec, where="regimes")
-    lam, _ = _spectrum_of(args.spectra, args.dataset)
+    lam, _ = _spectrum_of(args.spectrum, args.dataset)
     summary = json.loads(Path(args.summary).read_text())
     row = regimes_row(dataset=args.dataset, model=args.model, summary=summary,
                       entropy=pd.read_csv(args.entropy), lam=lam, spec=spec, seed=args.seed)
@@ -266,7 +274,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", required=True)
     p.add_argument("--subset", required=True)
     p.add_argument("--classifier", required=True)
-    p.add_argument("--spectra", required=True, help="spectra table (theory t_S places the branch times)")
+    p.add_argument("--spectrum", "--spectra", dest="spectrum", required=True,
+                   help="spectrum row .json of the dataset, or the spectra table .csv (theory t_S)")
     p.add_argument("--entropy", required=True, help="f^e table of this prefix (its t_C places branch times)")
     p.add_argument("--n", type=int, required=True, help="training-set size (prefix of the subset)")
     p.add_argument("--model", default="exact", choices=("exact", "unet"))
@@ -291,7 +300,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--spec", required=True, help="JSON of the ideal section (quality-gate thresholds)")
     p.add_argument("--summary", required=True)
     p.add_argument("--entropy", required=True)
-    p.add_argument("--spectra", required=True)
+    p.add_argument("--spectrum", "--spectra", dest="spectrum", required=True,
+                   help="spectrum row .json of the dataset, or the spectra table .csv")
     p.add_argument("--dataset", required=True)
     p.add_argument("--model", required=True)
     p.add_argument("--seed", type=int, default=0)
