@@ -396,7 +396,9 @@ def _dry_run(work: Path, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("overlay", ["train:\n  datasets: [mnsit]\n", "unet:\n  groups: 3\n"])
+# one example in the default tier; each dry run costs a Snakemake start-up, so the second is `slow`
+@pytest.mark.parametrize("overlay", ["train:\n  datasets: [mnsit]\n",
+                                     pytest.param("unet:\n  groups: 3\n", marks=pytest.mark.slow)])
 def test_workflow_stops_at_parse_time_naming_the_key(tmp_path, overlay):
     (tmp_path / "overlay.yaml").write_text(overlay)
     tiny = str(REPO / "config" / "tiny.yaml")
@@ -407,7 +409,8 @@ def test_workflow_stops_at_parse_time_naming_the_key(tmp_path, overlay):
 
 
 @pytest.mark.parametrize("target", ["results/regimes/mnist/n11/exact/row.csv",
-                                    "results/regimes/mnist/n20/nosuchmodel/row.csv"])
+                                    pytest.param("results/regimes/mnist/n20/nosuchmodel/row.csv",
+                                                 marks=pytest.mark.slow)])
 def test_odd_n_or_unknown_model_in_a_target_is_refused(tmp_path, target):
     run = _dry_run(tmp_path, target, "--configfile", str(REPO / "config" / "tiny.yaml"))
     assert run.returncode != 0 and f"No rule to produce {target}" in run.stdout + run.stderr
