@@ -79,6 +79,15 @@ class GaussianMixtureConfig:
     potential_offsets: tuple[float, ...] = (-1.0, -0.5, 0.0, 0.5, 1.0)
 
 
+# ------------------------------------------------------------------------------------------ table schemas
+# Columns of the Gaussian-mixture tables (results/tables/gm_*.csv and their per-d parts).
+SPECIATION_COLUMNS = ("d", "t", "t_over_tS", "phi_sim", "stderr", "phi_theory", "engine", "pairs")
+TIMES_COLUMNS = ("d", "engine", "pairs", "t_S_theory", "t_S_measured", "low", "high", "level")
+COLLAPSE_COLUMNS = ("d", "n", "n_prime", "t", "f_over_alpha", "stderr", "theory", "t_C_theory", "t_C_numeric",
+                    "t_C_low", "t_C_high")
+LAW_COLUMNS = ("n", "d", "alpha", "n_prime", "t_C_theory", "t_C_numeric", "t_C_low", "t_C_high")
+
+
 # ------------------------------------------------------------------------------------------ the mixture
 @dataclass(frozen=True)
 class GaussianMixture:

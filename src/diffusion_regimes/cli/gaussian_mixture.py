@@ -20,20 +20,19 @@ import torch
 
 from diffusion_regimes import config as cfg
 from diffusion_regimes import theory
-from diffusion_regimes.cli.common import add_spec_arguments, job_summary
+from diffusion_regimes.cli.common import add_spec_arguments, job_summary, spec_record
 from diffusion_regimes.errors import ConfigError, DataError
+from diffusion_regimes.gaussian_mixture import (
+    COLLAPSE_COLUMNS,
+    LAW_COLUMNS,
+    SPECIATION_COLUMNS,
+    TIMES_COLUMNS,
+)
 from diffusion_regimes.provenance import write_table
 from diffusion_regimes.runtime import resolve_device, set_threads
 from diffusion_regimes.seeds import derived_seed
 
 log = logging.getLogger(__name__)
-
-SPECIATION_COLUMNS = ["d", "t", "t_over_tS", "phi_sim", "stderr", "phi_theory", "engine", "pairs"]
-TIMES_COLUMNS = ["d", "engine", "pairs", "t_S_theory", "t_S_measured", "low", "high", "level"]
-COLLAPSE_COLUMNS = ["d", "n", "n_prime", "t", "f_over_alpha", "stderr", "theory", "t_C_theory", "t_C_numeric",
-                    "t_C_low", "t_C_high"]
-LAW_COLUMNS = ["n", "d", "alpha", "n_prime", "t_C_theory", "t_C_numeric", "t_C_low", "t_C_high"]
-
 
 def _section(args: argparse.Namespace):
     from diffusion_regimes.gaussian_mixture import GaussianMixtureConfig
@@ -69,7 +68,7 @@ def _speciation(args: argparse.Namespace) -> None:
     elapsed = time.perf_counter() - start
     log.info("d=%d engine=%s pairs=%d: t_S measured %.3f [%.3f, %.3f], theory %.3f (%.1f s)", args.d,
              args.engine, pairs, res.crossing.time, res.crossing.low, res.crossing.high, t_s, elapsed)
-    write_table(frame, args.output, config=cfg.to_dict(section), seed=seed,
+    write_table(frame, args.output, config=spec_record(args.spec), seed=seed,
                 extra={"wall_seconds": elapsed, "engine": args.engine, "d": args.d})
     job_summary().update(d=args.d, engine=args.engine, pairs=pairs, t_S_measured=float(res.crossing.time),
                         t_S_theory=t_s)
@@ -97,7 +96,7 @@ def _collapse(args: argparse.Namespace) -> None:
     elapsed = time.perf_counter() - start
     log.info("d=%d n=%d: t_C numeric %.3f [%.3f, %.3f], theory %.3f (%.1f s)", args.d, co.n, res.numeric.time,
              res.numeric.low, res.numeric.high, res.t_c_theory, elapsed)
-    write_table(frame, args.output, config=cfg.to_dict(section), seed=seed,
+    write_table(frame, args.output, config=spec_record(args.spec), seed=seed,
                 extra={"wall_seconds": elapsed, "d": args.d, "device": str(device)})
     job_summary().update(d=args.d, n=co.n, t_C_numeric=float(res.numeric.time),
                          t_C_theory=float(res.t_c_theory))
@@ -126,7 +125,7 @@ def _collapse_law(args: argparse.Namespace) -> None:
             log.info("law n=%d d=%d alpha=%.4f: t_C numeric %.3f, theory %.3f", n, d, res.entropy.alpha,
                      res.numeric.time, res.t_c_theory)
     elapsed = time.perf_counter() - start
-    write_table(pd.DataFrame(rows, columns=LAW_COLUMNS), args.output, config=cfg.to_dict(section),
+    write_table(pd.DataFrame(rows, columns=LAW_COLUMNS), args.output, config=spec_record(args.spec),
                 seed=args.seed, extra={"wall_seconds": elapsed, "device": str(device)})
 
 
@@ -137,20 +136,21 @@ def _read(path: str) -> pd.DataFrame:
 
 
 def _merge(args: argparse.Namespace) -> None:
-    section = _section(args)
+    _section(args)  # validates --spec (the merge reads no key of it; it is the tables' provenance)
     frame = pd.concat([_read(p) for p in args.inputs], ignore_index=True)
     if args.kind == "speciation":
-        write_table(frame[SPECIATION_COLUMNS].sort_values(["engine", "d", "t"]), args.output,
-                    config=cfg.to_dict(section), seed=args.seed)
+        write_table(frame[list(SPECIATION_COLUMNS)].sort_values(["engine", "d", "t"]), args.output,
+                    config=spec_record(args.spec), seed=args.seed)
         if args.times_output:
             times = (frame.groupby(["d", "engine", "pairs"], as_index=False)
                      .first()[["d", "engine", "pairs", "t_S_theory", "t_S_measured", "t_S_low", "t_S_high",
                                "level"]]
                      .rename(columns={"t_S_low": "low", "t_S_high": "high"}))
-            write_table(times[TIMES_COLUMNS], args.times_output, config=cfg.to_dict(section), seed=args.seed)
+            write_table(times[list(TIMES_COLUMNS)], args.times_output, config=spec_record(args.spec),
+                        seed=args.seed)
     elif args.kind == "collapse":
-        write_table(frame[COLLAPSE_COLUMNS].sort_values(["d", "t"]), args.output,
-                    config=cfg.to_dict(section), seed=args.seed)
+        write_table(frame[list(COLLAPSE_COLUMNS)].sort_values(["d", "t"]), args.output,
+                    config=spec_record(args.spec), seed=args.seed)
     else:  # argparse restricts the choices; keep the error specific anyway
         raise ConfigError(f"--kind {args.kind!r}: choose speciation or collapse")
 
@@ -160,7 +160,7 @@ def _figures(args: argparse.Namespace) -> None:
     from diffusion_regimes.plots import save_figure
 
     section = _section(args)
-    config = cfg.to_dict(section)
+    config = spec_record(args.spec)
     spec = _read(args.speciation)
     spec_times = _read(args.speciation_times)
     save_figure(gm_plots.speciation_figure(spec, spec_times, engine=section.speciation.engine,
