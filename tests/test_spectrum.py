@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from diffusion_regimes.spectrum import (
@@ -92,3 +94,39 @@ def test_cli_chain_on_a_cifar_fixture(tmp_path):
     assert table.loc[0, "paper_lambda"] == 16.72 and table.loc[0, "d"] == 3072
     assert table.loc[0, "lambda_all_channels"] >= table.loc[0, "lambda_first_channel"]
     assert (tmp_path / "scree.png").exists() and (tmp_path / "spectra.csv.provenance.json").exists()
+
+
+def _two_classes(n: int, d: int, *, a: float, spread: float, seed: int = 0):
+    """Classes at ±a/2 along e₀, unit noise, plus extra class-blind variance spread² along e₁."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 2
+    x = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    x[:, 0] += a * (labels.double() - 0.5)
+    x[:, 1] *= spread
+    return x, labels
+
+
+def test_pair_statistics_when_the_top_direction_carries_the_classes():
+    from diffusion_regimes.spectrum import pair_statistics
+
+    n, a = 20_000, 3.0
+    stats = pair_statistics(*_two_classes(n, 8, a=a, spread=1.0))
+    # pooled covariance along e₀: 1 + a²/4 = 3.25; sampling SE of an eigenvalue ≈ λ sqrt(2/n) = 1 %
+    assert stats.lam == pytest.approx(1 + a**2 / 4, rel=0.03)
+    assert stats.lam_delta == pytest.approx(stats.lam, rel=0.01) and stats.cos_delta > 0.99
+    # the sign of the e₀ projection gives the class when the noise stays under a/2: Φ(a/2) = 0.933
+    assert stats.sign_separation == pytest.approx(0.9332, abs=0.01)
+    assert stats.ratio == pytest.approx(3.25, rel=0.05)
+    assert stats.t_s_lambda == pytest.approx(0.5 * math.log(stats.lam))
+
+
+def test_pair_statistics_when_a_class_blind_direction_dominates():
+    from diffusion_regimes.spectrum import pair_statistics
+
+    n, a, spread = 20_000, 3.0, 2.5
+    stats = pair_statistics(*_two_classes(n, 8, a=a, spread=spread))
+    # Λ comes from e₁ (6.25) and says nothing about the classes; λ_Δ keeps the class direction's 3.25
+    assert stats.lam == pytest.approx(spread**2, rel=0.03)
+    assert stats.lam_delta == pytest.approx(1 + a**2 / 4, rel=0.03) and stats.cos_delta < 0.05
+    assert abs(stats.sign_separation - 0.5) < 0.02  # 3.5 SE of a fair coin over 20 000 images
+    assert stats.t_s_delta < stats.t_s_lambda

@@ -24,8 +24,9 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 __all__ = [
-    "SpectraOptions", "SubsetSpectrum", "bootstrap_top_eigenvalue", "centre_pixels", "channel_views",
-    "covariance_spectrum", "subset_spectrum", "t_speciation",
+    "PairStatistics", "SpectraOptions", "SubsetSpectrum", "bootstrap_top_eigenvalue", "centre_pixels",
+    "channel_views",
+    "covariance_spectrum", "pair_statistics", "subset_spectrum", "t_speciation",
     "spectrum_top", "top_eigenvalue",
 ]
 
@@ -114,6 +115,52 @@ def spectrum_top(x_centred: torch.Tensor, *, options: SpectraOptions,
     if min(n, d) <= options.dense_limit:
         return covariance_spectrum(x_centred)[: options.n_top]
     return top_eigenvalue(x_centred, k=min(options.n_top, d // 6), tol=options.tol, generator=generator)
+
+
+@dataclass(frozen=True)
+class PairStatistics:
+    """Which direction carries the class difference of a two-class set (docs/science.md section 2).
+
+    ``lam``: top covariance eigenvalue Λ; ``ratio``: λ₁/λ₂; ``sign_separation``: the fraction of images whose
+    class the sign of their projection on the top eigenvector gives (the better of the two sign
+    conventions, so 0.5 is chance); ``lam_delta``: the variance of the data along the unit class-mean
+    difference u = (μ₁ − μ₀)/|μ₁ − μ₀|, uᵀ C u (≤ Λ, equal when u is the top eigenvector); ``cos_delta``:
+    |cos| of the angle between u and the top eigenvector.  The two speciation predictions are ½ log Λ
+    (the paper's) and ½ log λ_Δ (the variance along the direction the classes actually differ in).
+    """
+
+    lam: float
+    ratio: float
+    sign_separation: float
+    lam_delta: float
+    cos_delta: float
+
+    @property
+    def t_s_lambda(self) -> float:
+        return t_speciation(self.lam)
+
+    @property
+    def t_s_delta(self) -> float:
+        return t_speciation(self.lam_delta)
+
+
+def pair_statistics(images: torch.Tensor, labels: torch.Tensor) -> PairStatistics:
+    """:class:`PairStatistics` of images ``(n, ...)``, labels ``(n,)`` in {0, 1} (float64, dense d × d)."""
+    x = centre_pixels(images.reshape(images.shape[0], -1))
+    labels = labels.reshape(-1).to(torch.long)
+    if set(labels.unique().tolist()) != {0, 1}:
+        raise ValueError(f"pair_statistics needs labels 0 and 1, got {sorted(labels.unique().tolist())}")
+    n = x.shape[0]
+    cov = x.T @ x / (n - 1)
+    values, vectors = torch.linalg.eigh(cov)
+    lam, second = float(values[-1]), float(values[-2])
+    top = vectors[:, -1]
+    agree = float(((x @ top > 0).long() == labels).double().mean())
+    delta = x[labels == 1].mean(dim=0) - x[labels == 0].mean(dim=0)
+    u = delta / delta.norm()
+    return PairStatistics(lam=lam, ratio=lam / second if second > 0 else math.inf,
+                          sign_separation=max(agree, 1.0 - agree), lam_delta=float(u @ cov @ u),
+                          cos_delta=float((u @ top).abs()))
 
 
 @dataclass(frozen=True)
