@@ -130,3 +130,27 @@ def test_pair_statistics_when_a_class_blind_direction_dominates():
     assert stats.lam_delta == pytest.approx(1 + a**2 / 4, rel=0.03) and stats.cos_delta < 0.05
     assert abs(stats.sign_separation - 0.5) < 0.02  # 3.5 SE of a fair coin over 20 000 images
     assert stats.t_s_delta < stats.t_s_lambda
+
+
+def test_fashion_pairs_command_on_idx_files(tmp_path):
+    """All 45 pairs from IDX files (a synthetic 28 x 28 set in which labels differ by a bright patch)."""
+    from tests.test_data import _write_idx
+
+    from diffusion_regimes.cli import main
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 30)
+    images = rng.integers(0, 60, (300, 28, 28))
+    for k in range(10):  # class k lights up row k: every pair differs along its own direction
+        images[labels == k, k, :] += 150
+    _write_idx(tmp_path / "train-images-idx3-ubyte.gz", images)
+    _write_idx(tmp_path / "train-labels-idx1-ubyte.gz", labels)
+    out = tmp_path / "pairs.csv"
+    assert main(["fashion-pairs", "--path", str(tmp_path), "--output", str(out),
+                 "--figure", str(tmp_path / "pairs.pdf")]) == 0
+    table = pd.read_csv(out)
+    assert len(table) == 45 and table.iloc[0][["class_a", "class_b"]].tolist() == ["t-shirt/top", "trouser"]
+    # the patches dominate the noise: the top component is the class difference for every pair
+    assert (table["sign_separation"] == 1.0).all() and (table["cos_delta"] > 0.99).all()
+    assert np.allclose(table["t_s_lambda"], 0.5 * np.log(table["Lambda"]))
+    assert (tmp_path / "pairs.png").is_file() and (tmp_path / "pairs.csv.provenance.json").is_file()

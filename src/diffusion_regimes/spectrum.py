@@ -18,15 +18,20 @@ the Gram matrix G = X Xᵀ / (n - 1) (n × n), which share their non-zero eigenv
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch.overrides import TorchFunctionMode
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 __all__ = [
     "PairStatistics", "SpectraOptions", "SubsetSpectrum", "bootstrap_top_eigenvalue", "centre_pixels",
     "channel_views",
-    "covariance_spectrum", "pair_statistics", "subset_spectrum", "t_speciation",
+    "covariance_spectrum", "pair_statistics", "pair_table", "subset_spectrum", "t_speciation",
     "spectrum_top", "top_eigenvalue",
 ]
 
@@ -229,3 +234,26 @@ def subset_spectrum(images: torch.Tensor, *, options: SpectraOptions,
         lambda_first_channel=float(top_first[0]), lambda_all_channels=float(top_all[0]),
         se_first_channel=se_first, se_all_channels=se_all, top_first=top_first, top_all=top_all,
     )
+
+
+PAIR_COLUMNS = ("class_a", "class_b", "label_a", "label_b", "n", "Lambda", "ratio_12", "sign_separation",
+                "lambda_delta", "cos_delta", "t_s_lambda", "t_s_delta")
+
+
+def pair_table(images: torch.Tensor, labels: torch.Tensor, names: Sequence[str]) -> pd.DataFrame:
+    """:class:`PairStatistics` of every pair of classes (``images`` ``(N, ...)``, labels 0 .. K-1 naming
+    ``names``), one row per pair in :data:`PAIR_COLUMNS` order (pixels as given; each pair centred)."""
+    import itertools
+
+    import pandas as pd
+
+    rows = []
+    for a, b in itertools.combinations(range(len(names)), 2):
+        keep = (labels == a) | (labels == b)
+        stats = pair_statistics(images[keep], (labels[keep] == b).long())
+        rows.append({"class_a": names[a], "class_b": names[b], "label_a": a, "label_b": b,
+                     "n": int(keep.sum()), "Lambda": stats.lam, "ratio_12": stats.ratio,
+                     "sign_separation": stats.sign_separation, "lambda_delta": stats.lam_delta,
+                     "cos_delta": stats.cos_delta, "t_s_lambda": stats.t_s_lambda,
+                     "t_s_delta": stats.t_s_delta})
+    return pd.DataFrame(rows, columns=list(PAIR_COLUMNS))

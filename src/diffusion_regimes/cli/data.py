@@ -104,6 +104,33 @@ def _table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pairs(args: argparse.Namespace) -> int:
+    from diffusion_regimes.data.sources import FASHION_DEBIAN, FASHION_NAMES, fashion_training_split
+    from diffusion_regimes.plots import save_figure
+    from diffusion_regimes.plots.spectrum import pair_figure
+    from diffusion_regimes.provenance import write_table
+    from diffusion_regimes.runtime import set_threads
+    from diffusion_regimes.spectrum import pair_table
+
+    set_threads(args.threads)
+    folder = Path(args.path) if args.path else FASHION_DEBIAN
+    ensure_writable(Path(args.output), Path(args.figure))
+    images, labels, checksums = fashion_training_split(folder)
+    table = pair_table(torch.tensor(images, dtype=torch.float64) / 255.0, torch.tensor(labels, dtype=torch.long),
+                       FASHION_NAMES)
+    record = {"dataset": "fashion-mnist", "folder": str(folder), "split": "train", "files": checksums}
+    write_table(table, args.output, config=record, seed=None)
+    save_figure(pair_figure(table, dataset="Fashion-MNIST (training split, pixels in [0, 1])"), args.figure,
+                config=record, seed=None)
+    best = table.loc[table["sign_separation"].idxmax()]
+    worst = table.loc[table["sign_separation"].idxmin()]
+    job_summary().update(pairs=len(table), best=f"{best['class_a']}/{best['class_b']}",
+                         best_separation=float(best["sign_separation"]),
+                         worst=f"{worst['class_a']}/{worst['class_b']}",
+                         worst_separation=float(worst["sign_separation"]))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("prepare-subset", help="read raw data, write results/data/<name>/subset.pt + .json")
     add_spec_arguments(p)
@@ -124,3 +151,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="results/tables/spectra.csv")
     p.add_argument("rows", nargs="*", help="JSON rows written by `spectrum`")
     p.set_defaults(func=_table)
+
+    p = sub.add_parser("fashion-pairs", help="Λ, λ1/λ2, sign separation, λ_Δ of all Fashion-MNIST pairs")
+    p.add_argument("--path", default=None, help="folder of the IDX files (default: the Debian package's)")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--output", required=True, help="table .csv (results/tables/fashion_pairs.csv)")
+    p.add_argument("--figure", required=True, help="figure .pdf (a .png is written beside it)")
+    p.set_defaults(func=_pairs)

@@ -253,13 +253,17 @@ def fashion_names() -> dict[str, int]:
     return names
 
 
+def fashion_training_split(folder: Path) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
+    """Images (60 000, 28, 28) uint8, labels and file checksums of the Fashion-MNIST training split."""
+    return _idx_pair(
+        _find_one(folder, "train-images-idx3-ubyte", what="Fashion-MNIST IDX file", origin=FASHION_ORIGIN),
+        _find_one(folder, "train-labels-idx1-ubyte", what="Fashion-MNIST IDX file", origin=FASHION_ORIGIN))
+
+
 def read_fashion_idx(spec: DatasetSpec) -> Source:
     """Fashion-MNIST from its IDX files (training split), padded to 32 x 32 as MNIST."""
     wanted = _resolve_names(spec.classes, fashion_names(), what="Fashion-MNIST", normalise=fashion_key)
-    folder = Path(spec.path) if spec.path else FASHION_DEBIAN
-    images, labels, checksums = _idx_pair(
-        _find_one(folder, "train-images-idx3-ubyte", what="Fashion-MNIST IDX file", origin=FASHION_ORIGIN),
-        _find_one(folder, "train-labels-idx1-ubyte", what="Fashion-MNIST IDX file", origin=FASHION_ORIGIN))
+    images, labels, checksums = fashion_training_split(Path(spec.path) if spec.path else FASHION_DEBIAN)
     return Source(_split_by_label(pad_mnist(images), labels, wanted, spec.classes), checksums)
 
 

@@ -27,3 +27,34 @@ def scree_figure(row: Mapping[str, Any]):
                  rf"$\Lambda$ = {row['lambda_first_channel']:.2f}", fontsize=9)
     ax.legend(fontsize=8)
     return fig
+
+
+def pair_figure(table, *, dataset: str):
+    """Every pair of classes: does the top component carry the class difference, and which speciation
+    time does that predict?  Left: top-component sign separation against λ₁/λ₂.  Right: ½ log λ_Δ (variance
+    along the class-mean difference) against ½ log Λ, with the identity line."""
+    fig, (left, right) = new_figure(1, 2, figsize=(9.0, 3.8))
+    points = left.scatter(table["ratio_12"], table["sign_separation"], c=table["cos_delta"], cmap="viridis",
+                          vmin=0, vmax=1, s=18)
+    left.set_xscale("log")
+    left.axhline(0.5, color="grey", ls=":", lw=1, label="chance")
+    left.set_xlabel(r"$\lambda_1/\lambda_2$ of the pair's covariance")
+    left.set_ylabel("fraction separated by the sign\nof the top component")
+    left.legend(fontsize=8, loc="lower right")
+    fig.colorbar(points, ax=left, label=r"$|\cos|$(top component, class-mean difference)")
+    right.scatter(table["t_s_lambda"], table["t_s_delta"], c=table["cos_delta"], cmap="viridis", vmin=0,
+                  vmax=1, s=18)
+    low = float(min(table["t_s_lambda"].min(), table["t_s_delta"].min()))
+    high = float(max(table["t_s_lambda"].max(), table["t_s_delta"].max()))
+    right.plot([low, high], [low, high], color="grey", lw=1, ls="--", label="identity")
+    right.set_xlabel(r"$\frac{1}{2}\log\Lambda$ (top eigenvalue)")
+    right.set_ylabel(r"$\frac{1}{2}\log\lambda_\Delta$ (class-mean direction)")
+    right.legend(fontsize=8, loc="upper left")
+    for _, row in table.nsmallest(2, "sign_separation").iterrows():
+        left.annotate(f"{row['class_a']}/{row['class_b']}", (row["ratio_12"], row["sign_separation"]),
+                      fontsize=7, xytext=(3, 3), textcoords="offset points")
+    for _, row in table.nlargest(2, "ratio_12").iterrows():
+        left.annotate(f"{row['class_a']}/{row['class_b']}", (row["ratio_12"], row["sign_separation"]),
+                      fontsize=7, xytext=(3, -9), textcoords="offset points")
+    fig.suptitle(f"{dataset}: all {len(table)} pairs of classes", fontsize=10)
+    return fig
