@@ -134,9 +134,8 @@ def test_pair_statistics_when_a_class_blind_direction_dominates():
 
 def test_fashion_pairs_command_on_idx_files(tmp_path):
     """All 45 pairs from IDX files (a synthetic 28 x 28 set in which labels differ by a bright patch)."""
-    from tests.test_data import _write_idx
-
     from diffusion_regimes.cli import main
+    from tests.test_data import _write_idx
 
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(10), 30)

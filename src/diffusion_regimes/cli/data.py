@@ -116,8 +116,8 @@ def _pairs(args: argparse.Namespace) -> int:
     folder = Path(args.path) if args.path else FASHION_DEBIAN
     ensure_writable(Path(args.output), Path(args.figure))
     images, labels, checksums = fashion_training_split(folder)
-    table = pair_table(torch.tensor(images, dtype=torch.float64) / 255.0, torch.tensor(labels, dtype=torch.long),
-                       FASHION_NAMES)
+    pixels = torch.tensor(images, dtype=torch.float64) / 255.0  # a copy: the IDX buffer is read-only
+    table = pair_table(pixels, torch.tensor(labels, dtype=torch.long), FASHION_NAMES)
     record = {"dataset": "fashion-mnist", "folder": str(folder), "split": "train", "files": checksums}
     write_table(table, args.output, config=record, seed=None)
     save_figure(pair_figure(table, dataset="Fashion-MNIST (training split, pixels in [0, 1])"), args.figure,
