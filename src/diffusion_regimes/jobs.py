@@ -23,7 +23,7 @@ from diffusion_regimes.errors import ConfigError
 # job -> (config section, dotted keys of that section the job reads); "*" = the whole section, and "-key"
 # after it leaves ``key`` out
 JOB_KEYS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "spectrum": ("spectra", ("*",)),
+    "spectrum": ("spectra", ("*", "-fashion_pairs", "-fashion_path")),
     "spectra_table": ("spectra", ()),
     "classifier": ("classifier", ("*",)),
     "train_ddpm": ("train", ("*", "-datasets")),

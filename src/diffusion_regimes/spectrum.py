@@ -49,6 +49,9 @@ class SpectraOptions:
     n_top: int = 50
     tol: float = 1e-9
     n_boot: int = 20
+    # workflow switches of the Fashion-MNIST pair table (rule fashion_pairs); the spectrum job reads neither
+    fashion_pairs: bool = False
+    fashion_path: str | None = None
 
 
 def t_speciation(lam: float) -> float:

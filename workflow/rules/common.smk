@@ -8,6 +8,7 @@ from diffusion_regimes.config import fill_section_defaults, migrate_legacy_resou
 from diffusion_regimes.config import validate as validate_config
 from diffusion_regimes.data import DatasetSpec
 from diffusion_regimes.data.freshness import raw_paths
+from diffusion_regimes.data.sources import FASHION_DEBIAN
 from diffusion_regimes.errors import ConfigError
 from diffusion_regimes.jobs import job_spec
 from diffusion_regimes.lock import JOB_ENV
@@ -108,6 +109,11 @@ def raw_inputs(wildcards):
     if spec.format == "cifar10" and spec.download and not paths[0].exists():
         paths = paths[1:]  # the job downloads it
     return [str(p) for p in paths]
+
+
+def fashion_folder():
+    """Folder of the Fashion-MNIST IDX files: `spectra.fashion_path`, else the Debian package's folder."""
+    return config["spectra"]["fashion_path"] or str(FASHION_DEBIAN)
 
 
 # --- the regimes stage: which (model, n) sweeps run on which dataset -----------------------------------

