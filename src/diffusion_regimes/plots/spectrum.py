@@ -50,11 +50,24 @@ def pair_figure(table, *, dataset: str):
     right.set_xlabel(r"$\frac{1}{2}\log\Lambda$ (top eigenvalue)")
     right.set_ylabel(r"$\frac{1}{2}\log\lambda_\Delta$ (class-mean direction)")
     right.legend(fontsize=8, loc="upper left")
-    for _, row in table.nsmallest(2, "sign_separation").iterrows():
+    # name the extremes: best and worst separated, and the strongest spike
+    marked = {}
+    extremes = (("best", table["sign_separation"].idxmax()), ("worst", table["sign_separation"].idxmin()),
+                ("spike", table["ratio_12"].idxmax()))
+    for label, index in extremes:
+        marked.setdefault(index, label)
+    for index, label in marked.items():
+        row = table.loc[index]
+        offset = (-14, -16) if label == "spike" else (8, 8 if label == "worst" else -16)
         left.annotate(f"{row['class_a']}/{row['class_b']}", (row["ratio_12"], row["sign_separation"]),
-                      fontsize=7, xytext=(3, 3), textcoords="offset points")
-    for _, row in table.nlargest(2, "ratio_12").iterrows():
-        left.annotate(f"{row['class_a']}/{row['class_b']}", (row["ratio_12"], row["sign_separation"]),
-                      fontsize=7, xytext=(3, -9), textcoords="offset points")
+                      fontsize=7, xytext=offset, textcoords="offset points",
+                      ha="right" if label == "spike" else "left", arrowprops={"arrowstyle": "-", "lw": 0.6})
+    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+
+    ticks = [t for t in (1, 1.5, 2, 3, 4, 6, 8, 12, 16) if table["ratio_12"].min() / 1.2 <= t
+             <= table["ratio_12"].max() * 1.2]
+    left.xaxis.set_major_locator(FixedLocator(ticks))
+    left.xaxis.set_minor_locator(NullLocator())
+    left.xaxis.set_major_formatter(ScalarFormatter())
     fig.suptitle(f"{dataset}: all {len(table)} pairs of classes", fontsize=10)
     return fig
