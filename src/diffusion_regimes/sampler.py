@@ -4,11 +4,12 @@ A *score* is any callable ``score(x, t) -> F`` returning ``grad_x log P_t(x)`` f
 ``(B, ...)`` at continuous time ``t`` (analytic Gaussian mixture, exact empirical score, or a noise-predicting
 network through an adapter); the sampler never knows which it has (docs/architecture.md principle 1).
 
-Two integrators share the one interface ``step(x, i, score, noise)`` which moves from ``times[i]`` to
+Three integrators share the one interface ``step(x, i, score, noise)`` which moves from ``times[i]`` to
 ``times[i+1]`` (descending, ending at ``t = 0``):
 
 * :class:`EulerMaruyama` on a uniform OU grid,
   ``y(t - eta) = y + eta [y + 2 F(y, t)] + sqrt(2 eta) xi`` (docs/science.md section 1);
+* :class:`HeunODE`, the deterministic probability-flow ODE ``dy/ds = y + F`` with Heun steps (any grid);
 * :class:`DDPMAncestral` on the 1000-step DDPM grid,
   ``x(k-1) = x/sqrt(1-b) - b/sqrt((1-b)(1-abar)) eps + sqrt(b) z`` with ``eps = -sqrt(1-abar) F``,
   and no noise on the last step; or on K of those steps (respaced DDPM, :meth:`DDPMAncestral.respaced`).
@@ -63,6 +64,48 @@ class EulerMaruyama:
         t = float(self.times[i])
         eta = t - float(self.times[i + 1])
         return x + eta * (x + 2.0 * score(x, t)) + math.sqrt(2.0 * eta) * noise
+
+
+@dataclass(frozen=True)
+class HeunODE:
+    """The probability-flow ODE of the OU process, integrated with Heun's second-order method.
+
+    Backward in time the deterministic flow ``dy/ds = y + F(y, t)`` (``s`` = backward time; drift of the
+    reverse SDE with half the score and no noise) carries P_T to P_0 through the same marginals P_t as the
+    stochastic samplers (docs/science.md section 1).  One step from ``t = times[i]`` to ``t' = times[i+1]``,
+    ``eta = t - t'``: ``d1 = x + F(x, t)``, ``x~ = x + eta d1``, ``d2 = x~ + F(x~, t')``,
+    ``x' = x + eta (d1 + d2) / 2``.  The last step, which ends at ``t' = 0`` where an empirical score is
+    singular, is the Euler step ``x + eta d1``.  Deterministic: ``noise`` is ignored, so clones of a shared
+    trunk never separate (cloning φ(t) is meaningless for it; trajectories, t̂_C and U-turns are not).
+    """
+
+    times: torch.Tensor
+
+    @classmethod
+    def uniform(cls, *, t_max: float, n_steps: int) -> HeunODE:
+        return cls(ou_time_grid(t_max=t_max, n_steps=n_steps))
+
+    @classmethod
+    def on_ddpm_grid(cls, n_steps: int | None = None, *, schedule: DDPMSchedule | None = None) -> HeunODE:
+        """The times of the DDPM sampler's grid (all L steps, or the ``n_steps`` of a respaced one), so
+        that the ODE and the ancestral sampler can be compared step for step."""
+        ancestral = DDPMAncestral(schedule or DDPMSchedule()) if n_steps is None else \
+            DDPMAncestral.respaced(n_steps, schedule=schedule)
+        return cls(ancestral.times)
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.times.numel()) - 1
+
+    def step(self, x: torch.Tensor, i: int, score: Score, noise: torch.Tensor) -> torch.Tensor:
+        t, t_next = float(self.times[i]), float(self.times[i + 1])
+        eta = t - t_next
+        d1 = x + score(x, t)
+        predicted = x + eta * d1
+        if t_next <= 0.0:
+            return predicted
+        d2 = predicted + score(predicted, t_next)
+        return x + 0.5 * eta * (d1 + d2)
 
 
 SPACINGS = ("uniform", "quadratic")
