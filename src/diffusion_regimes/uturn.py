@@ -1,0 +1,77 @@
+"""U-turn (forward-backward) experiments: noise a real image to time t, run the backward dynamics home.
+
+For a start image x₀ and a time t on the sampler's grid: ``x_t = x₀ e^{-t} + sqrt(Delta_t) z`` with fresh
+noise z (the exact forward law, docs/science.md section 1), then the backward dynamics from t to 0 with any
+integrator of :mod:`diffusion_regimes.sampler` and any score.  Two probabilities as functions of t:
+
+* ``same_class``: the end image has the class of x₀ (a labeller's argmax);
+* ``returned``: the end image is a copy of x₀ itself, i.e. its nearest training image is x₀ and the
+  memorisation ratio d₁/d₂ is below :data:`~diffusion_regimes.measures.MEMORISED_RATIO` (only for starts
+  that are training images; a held-out start cannot return, and ``memorised`` then says whether the end
+  copied *some* training image).
+
+Speciation predicts the class curve to fall from 1 to the class prior around t_S; collapse predicts the
+return curve to fall from 1 around t_C (for the exact score, which memorises).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from diffusion_regimes.measures import MEMORISED_RATIO, memorisation
+from diffusion_regimes.sampler import Integrator, Score, run_trajectories, snap_to_grid
+from diffusion_regimes.schedule import delta_t
+
+Labeller = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class UTurnResult:
+    """Per U-turn time (ascending): the grid time used and the three fractions with binomial SEs."""
+
+    times: np.ndarray
+    same_class: np.ndarray
+    returned: np.ndarray
+    memorised: np.ndarray
+    starts: int
+
+    def stderr(self, values: np.ndarray) -> np.ndarray:
+        return np.sqrt(np.clip(values * (1 - values), 0.0, None) / max(self.starts, 1))
+
+
+def uturn(starts: torch.Tensor, *, start_labels: torch.Tensor, start_index: torch.Tensor,
+          times: Sequence[float], training: torch.Tensor, score: Score, integrator: Integrator,
+          labeller: Labeller, generator: torch.Generator, max_chunk_bytes: int = 256 * 2**20) -> UTurnResult:
+    """U-turns of every start image at every time of ``times`` (snapped to the integrator's grid).
+
+    ``starts``: ``(M, ...)`` images; ``start_labels``: ``(M,)`` their classes; ``start_index``: ``(M,)``
+    the index of each start in ``training`` (``-1`` for held-out images); ``training``: ``(n, ...)`` the
+    model's training set (for the nearest-image test).  One fresh noise draw per start and time.
+    """
+    indices = sorted(set(snap_to_grid(list(times), integrator)), reverse=True)
+    x0 = starts.to(torch.float64)
+    data = training.reshape(training.shape[0], -1).to(torch.float64)
+    own = start_index.reshape(-1).to(torch.long)
+    rows = []
+    for i in indices:
+        t = float(integrator.times[i])
+        noise = torch.randn(x0.shape, dtype=torch.float64, generator=generator)
+        x_t = x0 * math.exp(-t) + math.sqrt(delta_t(t)) * noise
+        end = run_trajectories(x_t, integrator=integrator, score=score, generator=generator, start=i)
+        labels = labeller(end.to(starts.dtype)).argmax(dim=1).cpu()
+        ratio, neighbours = memorisation(end.reshape(end.shape[0], -1), data, max_chunk_bytes=max_chunk_bytes)
+        copied = ratio < MEMORISED_RATIO
+        returned = copied & (neighbours[:, 0].cpu() == own) & (own >= 0)
+        same = float((labels == start_labels.cpu()).double().mean())
+        rows.append((t, same, float(returned.double().mean()), float(copied.double().mean())))
+    rows.sort()
+    t, same, back, copied = (np.array(column) for column in zip(*rows, strict=True))
+    return UTurnResult(times=t, same_class=same, returned=back, memorised=copied, starts=int(x0.shape[0]))
+
+
+__all__ = ["UTurnResult", "uturn"]
