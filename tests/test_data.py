@@ -302,3 +302,24 @@ def test_fashion_from_the_debian_package():
     # the default path is the package's folder; 6 000 training images per class
     s = prepare_subset(DatasetSpec(format="fashion_idx", classes=("trouser", "sneaker"), n=200), name="f")
     assert s.images.shape == (200, 1, 32, 32) and s.labels.sum() == 100
+
+
+def test_pooled_subset_is_the_block_mean_and_keeps_the_centring(mnist_idx):
+    """Area pooling 32 -> 16 -> 8: each pixel is the mean of its block (checked against a direct
+    computation), the images stay channel-centred (pooling is linear), labels and indices are unchanged,
+    and a side that does not divide 32 is refused."""
+    folder, _, _ = mnist_idx
+    spec = DatasetSpec(format="mnist_idx", path=str(folder), classes=("zero", "7"), n=8)
+    s = prepare_subset(spec, name="m")
+    for side in (16, 8):
+        p = s.pooled(side)
+        block = 32 // side
+        direct = s.images.double().reshape(8, 1, side, block, side, block).mean(dim=(3, 5))
+        assert p.images.shape == (8, 1, side, side) and p.d == side * side
+        assert torch.allclose(p.images.double(), direct, atol=1e-6)
+        assert abs(float(p.images.double().mean())) < 1e-6
+        assert p.labels.tolist() == s.labels.tolist() and p.indices == s.indices
+        # the display transform still adds the same channel means: pooled pixels stay in [0, 1]
+        assert float(p.to_pixels(p.images).min()) >= -1e-6 and float(p.to_pixels(p.images).max()) <= 1 + 1e-6
+    with pytest.raises(DataError, match="cannot pool"):
+        s.pooled(12)

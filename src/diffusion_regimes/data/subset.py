@@ -69,6 +69,22 @@ class PreparedSubset:
         means = self.channel_means.to(images.dtype).to(images.device)
         return images + means.reshape(-1, 1, 1)
 
+    def pooled(self, side: int) -> PreparedSubset:
+        """The same images at ``side`` x ``side`` by area pooling (mean over each block of pixels).
+
+        ``side`` must divide the stored side (32 -> 16, 8).  Pooling is linear, so the channel means and
+        the centring carry over unchanged; d drops by the block area, and the covariance becomes that of
+        block averages (its top eigenvalue Λ, and with it t_S, changes: each resolution is a data set of
+        its own).  For the collapse law over (n, d) on real data.
+        """
+        _, _, h, w = self.images.shape
+        if side < 1 or h % side or w % side or h // side != w // side:
+            raise DataError(f"cannot pool {h}x{w} images to {side}x{side}: the side must divide {h}")
+        block = h // side
+        images = torch.nn.functional.avg_pool2d(self.images.to(torch.float64), block).to(self.images.dtype)
+        metadata = {**self.metadata, "pooled_from": [h, w], "pooling": f"area mean of {block}x{block}"}
+        return dataclasses.replace(self, images=images.contiguous(), metadata=metadata)
+
     def prefix(self, n: int) -> PreparedSubset:
         """The first ``n`` images (balanced when n is even, since classes alternate).
 
