@@ -107,3 +107,24 @@ def test_quality_gate_flags_inconsistent_labels_and_low_confidence():
     ok, reason = quality_verdict(phi_t_min=1.0, confident_fraction=0.9, real_confident_fraction=float("nan"),
                                  spec=spec)
     assert not ok and "no held-out" in reason
+
+
+def test_sweep_plan_pairs_models_and_names_its_chunks():
+    """plan_sweep: exact and UNet sweeps of one dataset share their seed (a paired comparison) at every n;
+    the workflow's per-model values win over the spec; the chunk key changes with any input's bytes; the
+    UNet is measured only on its own training set."""
+    from diffusion_regimes.regimes import plan_sweep
+
+    spec = RegimesSpec(n_pairs={"exact": 1000, "unet": 256}, sampler_steps={"unet": 50})
+    common = {"dataset": "mnist", "subset_n": 1000, "t_s_theory": 1.0, "t_c_entropy": 0.3, "base_seed": 0,
+              "inputs_digest": "abc"}
+    exact = plan_sweep(spec, model="exact", n=100, **common)
+    unet = plan_sweep(spec, model="unet", n=1000, **common)
+    assert exact.seed == unet.seed and exact.pairs == spec.n_pairs_prefix and unet.pairs == 256
+    assert (exact.steps, unet.steps) == (1000, 50)
+    assert plan_sweep(spec, model="unet", n=1000, **common, pairs=64, steps=20).pairs == 64
+    assert plan_sweep(spec, model="exact", n=100, **{**common, "inputs_digest": "abd"}).chunk_key != \
+        exact.chunk_key
+    assert plan_sweep(spec, model="exact", n=100, **{**common, "dataset": "cifar10"}).seed != exact.seed
+    with pytest.raises(ConfigError, match="trained on all 1000"):
+        plan_sweep(spec, model="unet", n=100, **common)

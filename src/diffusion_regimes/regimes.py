@@ -22,7 +22,9 @@ Sweeps run on image-shaped tensors ``(N, C, H, W)`` in float64 (the adapter cast
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -538,6 +540,50 @@ def quality_verdict(*, phi_t_min: float, confident_fraction: float, real_confide
     return (not reasons, "; ".join(reasons) if reasons else "ok")
 
 
+# ---------------------------------------------------------------------------- one sweep's plan
+@dataclass(frozen=True)
+class SweepPlan:
+    """Everything that fixes one cloning sweep besides the score and the data: its branch times, pairs,
+    sampler, seed, and the key that names its folder of resumable chunks."""
+
+    times: np.ndarray
+    pairs: int
+    steps: int
+    variance: str
+    seed: int
+    chunk_key: str
+
+
+def plan_sweep(spec: RegimesSpec, *, dataset: str, model: str, n: int, subset_n: int, t_s_theory: float,
+               t_c_entropy: float, base_seed: int, inputs_digest: str, pairs: int | None = None,
+               steps: int | None = None, variance: str | None = None) -> SweepPlan:
+    """The plan of the sweep of ``model`` on the first ``n`` of the ``subset_n`` images of ``dataset``.
+
+    ``pairs``, ``steps``, ``variance``: the per-model values the workflow resolves (``None``: from
+    ``spec``).  The seed is one stream per dataset, shared by every model and n on purpose (pair j starts
+    from the same noise in the exact and the learned sweeps, and at every n: a paired comparison).  The
+    chunk key hashes everything that determines the chunks, ``inputs_digest`` (the bytes of the subset,
+    classifier and checkpoint) included, so a changed input starts a fresh folder.
+    """
+    if model == "unet" and n != subset_n:
+        # train-ddpm fits the UNet on the whole prepared subset: phi_C, t̂_C and the memorisation ratio
+        # must be measured against that same training set
+        raise ConfigError(f"model 'unet' was trained on all {subset_n} images of {dataset}; measure it at "
+                          f"n = {subset_n}, not {n}")
+    times = spec.branch_times(t_speciation=t_s_theory, t_collapse=t_c_entropy, schedule=DDPMSchedule())
+    pairs = pairs if pairs is not None else spec.pairs_for(model, n=n, subset_n=subset_n)
+    steps = steps if steps is not None else spec.steps_for(model)
+    variance = variance if variance is not None else spec.variance_for(model)
+    seed = derived_seed(base_seed, "regimes-clone", dataset)
+    key = {"model": model, "n": n, "seed": seed, "steps": steps, "variance": variance,
+           "times": times.tolist(), "chunk_pairs": spec.chunk_pairs, "strip_times": spec.strip_times,
+           "max_chunk_bytes": spec.max_chunk_bytes, "check_every": spec.nearest_check_every,
+           "files": inputs_digest}
+    chunk_key = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return SweepPlan(times=times, pairs=int(pairs), steps=int(steps), variance=variance, seed=seed,
+                     chunk_key=chunk_key)
+
+
 # ---------------------------------------------------------------------------- the regimes table
 # Columns of results/tables/regimes.csv, grouped by where they come from (the table's schema).
 ROW_KEYS = ("dataset", "model", "n", "d", "alpha", "Lambda", "t_s_theory")
@@ -595,8 +641,10 @@ __all__ = [
     "REGIMES_COLUMNS",
     "CloningResult",
     "RegimesSpec",
+    "SweepPlan",
     "branch_indices",
     "cloning_experiment",
+    "plan_sweep",
     "quality_verdict",
     "regimes_row",
     "regimes_table",

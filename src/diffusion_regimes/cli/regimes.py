@@ -63,44 +63,26 @@ def _file_digest(*paths: str | None) -> str:
 
 def _regimes_clone(args: argparse.Namespace) -> None:
     from diffusion_regimes.classifier import load_classifier, probabilities
-    from diffusion_regimes.regimes import RegimesSpec, cloning_experiment
+    from diffusion_regimes.regimes import RegimesSpec, cloning_experiment, plan_sweep
 
     set_threads(args.threads)
     spec = from_json(RegimesSpec, args.spec, where="regimes")
     device = resolve_device(args.device)
     full = load_subset(args.subset)
-    if args.model == "unet" and args.n != full.n:
-        # train-ddpm fits the UNet on the whole prepared subset: phi_C, t̂_C and the memorisation ratio
-        # must be measured against that same training set
-        raise ConfigError(f"model 'unet' was trained on all {full.n} images of {args.subset}; "
-                          f"measure it with --n {full.n}, not {args.n}")
+    _, t_s_theory = _spectrum_of(args.spectrum, args.dataset)
+    t_c_entropy = float(pd.read_csv(args.entropy)["t_c_entropy"].iloc[0])
+    plan = plan_sweep(spec, dataset=args.dataset, model=args.model, n=args.n, subset_n=full.n,
+                      t_s_theory=t_s_theory, t_c_entropy=t_c_entropy, base_seed=args.seed,
+                      inputs_digest=_file_digest(args.subset, args.classifier, args.checkpoint),
+                      pairs=args.pairs, steps=args.steps, variance=args.variance)
     subset = load_subset(args.subset, args.n)
     classifier, record = load_classifier(args.classifier, device=device)
     score, model_record = _score(args.model, training=subset.images, spec=spec, checkpoint=args.checkpoint,
                                  device=device)
-    _, t_s_theory = _spectrum_of(args.spectrum, args.dataset)
-    t_c_entropy = float(pd.read_csv(args.entropy)["t_c_entropy"].iloc[0])
-    from diffusion_regimes.schedule import DDPMSchedule
-
-    times = spec.branch_times(t_speciation=t_s_theory, t_collapse=t_c_entropy, schedule=DDPMSchedule())
-    # the workflow resolves the per-model keys (so a UNet setting never re-runs an exact-score sweep);
-    # a direct call may leave them to the spec
-    pairs = args.pairs if args.pairs is not None else spec.pairs_for(args.model, n=args.n, subset_n=full.n)
-    steps = args.steps if args.steps is not None else spec.steps_for(args.model)
-    variance = args.variance if args.variance is not None else spec.variance_for(args.model)
-    # one stream per dataset, shared by every model and n: pair j starts from the same noise in the exact
-    # and the learned sweeps, and at every n (a paired comparison); config/README.md, "Seeds"
-    seed = derived_seed(args.seed, "regimes-clone", args.dataset)
-    # everything that determines the chunks names their folder: a changed input starts afresh
-    key = {"model": args.model, "n": args.n, "seed": seed, "steps": steps, "variance": variance,
-           "times": times.tolist(),
-           "chunk_pairs": spec.chunk_pairs, "strip_times": spec.strip_times,
-           "max_chunk_bytes": spec.max_chunk_bytes, "check_every": spec.nearest_check_every,
-           "files": _file_digest(args.subset, args.classifier, args.checkpoint)}
-    chunk_dir = Path(args.chunk_dir) / hashlib.sha256(
-        json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    pairs, steps, variance, seed = plan.pairs, plan.steps, plan.variance, plan.seed
     result = cloning_experiment(score=score, training=subset.images, spec=spec, n_pairs=pairs, steps=steps,
-                                variance=variance, times=times, seed=seed, chunk_dir=chunk_dir,
+                                variance=variance, times=plan.times, seed=seed,
+                                chunk_dir=Path(args.chunk_dir) / plan.chunk_key,
                                 progress=True, labeller=lambda x: probabilities(classifier, x))
     config = {"regimes": spec_record(args.spec), "dataset": args.dataset, "n": args.n, "model": args.model,
               "pairs": pairs, "steps": steps, "variance": variance, **model_record}
