@@ -91,6 +91,7 @@ def validate(config: Mapping[str, Any], schema_path: str | Path, *, set_defaults
     """
     import jsonschema
     from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
 
     schema_path = Path(schema_path).resolve()
     schema = load_yaml(schema_path)
@@ -99,7 +100,12 @@ def validate(config: Mapping[str, Any], schema_path: str | Path, *, set_defaults
         target = Path(uri.removeprefix("file://"))
         if not target.is_absolute():
             target = schema_path.parent / target
-        return Resource.from_contents(load_yaml(target))
+        contents = load_yaml(target)
+        # A `$schema` inside a referenced file makes jsonschema validate that subtree with its stock class
+        # for the dialect (Validator.evolve -> validator_for), which fills no defaults; every schema file
+        # here is draft 2020-12, so the key is dropped and the referenced sections get their defaults too.
+        contents.pop("$schema", None)
+        return Resource.from_contents(contents, default_specification=DRAFT202012)
 
     schema.setdefault("$id", schema_path.as_uri())
     registry: Registry = Registry(retrieve=retrieve)  # type: ignore[call-arg]
@@ -279,23 +285,3 @@ def migrate_legacy_sections(config: dict[str, Any]) -> list[str]:
         config[new] = deep_merge(config.get(new) or {}, block)
         notices.append(f"config: section `{old}:` is now called `{new}:`; its keys were used as {new}.*")
     return notices
-
-
-def fill_section_defaults(config: dict[str, Any], schema_path: str | Path) -> None:
-    """Fill the defaults of every section that the top-level schema includes by ``$ref``, in place.
-
-    The validator fills ``default`` values of the schema it walks, but not across a ``$ref`` into another
-    file; so each section (``regimes:``, ``train:``, ``resources:``, ...) is validated once more against its
-    own file.  Afterwards every key a job reads is present in ``config``, and the job's parameters (its view
-    of the config) name the values it ran with, defaults included.
-    """
-    schema_path = Path(schema_path)
-    top = load_yaml(schema_path)
-    for name, sub in (top.get("properties") or {}).items():
-        ref = sub.get("$ref") if isinstance(sub, Mapping) else None
-        if ref is None:
-            continue
-        if name not in config and "default" in sub:
-            config[name] = json.loads(json.dumps(sub["default"]))
-        if isinstance(config.get(name), dict):
-            validate(config[name], schema_path.parent / ref)

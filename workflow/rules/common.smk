@@ -4,7 +4,7 @@ import os
 import sys
 
 from diffusion_regimes.config import build as build_section
-from diffusion_regimes.config import fill_section_defaults, migrate_legacy_resources, migrate_legacy_sections
+from diffusion_regimes.config import migrate_legacy_resources, migrate_legacy_sections
 from diffusion_regimes.config import validate as validate_config
 from diffusion_regimes.data import DatasetSpec
 from diffusion_regimes.data.freshness import raw_paths
@@ -22,10 +22,9 @@ SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
 # `regimes:`; old overlays keep working (with a notice).
 for notice in [*migrate_legacy_resources(config), *migrate_legacy_sections(config)]:
     print(notice, file=sys.stderr)
-# Fail before any job runs when a key or value is invalid; fills the schema defaults into `config`.
+# Fail before any job runs when a key or value is invalid; fills the schema defaults into `config` (those of
+# every `$ref`ed section file too, so each job's view names every value it runs with).
 validate_config(config, SCHEMAS / "config.schema.yaml")
-# The defaults of each section sit one $ref deeper than the validator fills, so fill them here.
-fill_section_defaults(config, SCHEMAS / "config.schema.yaml")
 # Checks across keys (names of subsets used elsewhere, UNet groups, time ranges), also before any job.
 preflight(config)
 
