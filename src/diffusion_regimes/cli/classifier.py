@@ -40,7 +40,6 @@ def _classifier_train(args: argparse.Namespace) -> None:
                         f"{spec.min_accuracy}; raise classifier.epochs or use architecture: resnet18")
 
 
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("classifier-train", help="train the two-class labeller on a prepared subset")
     add_spec_arguments(p)

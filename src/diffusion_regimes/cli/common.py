@@ -58,11 +58,14 @@ def load_subset(path: str | Path, n: int | None = None):
         raise DataError(f"prepared subset not found: {path}; the data stage writes it "
                         f"(rule prepare_subset: snakemake {path})")
     subset = PreparedSubset.load(path)
-    if n is not None:
-        if n > subset.n:
-            raise ConfigError(f"regimes.n_values: n = {n} exceeds the {subset.n} images of {path}")
-        subset = subset.prefix(n)
-    return subset
+    return subset if n is None else training_prefix(subset, n, where=path)
+
+
+def training_prefix(subset, n: int, *, where: str | Path):
+    """The first ``n`` images of ``subset`` (loaded from ``where``), with an error naming the config key."""
+    if n > subset.n:
+        raise ConfigError(f"regimes.n_values: n = {n} exceeds the {subset.n} images of {where}")
+    return subset.prefix(n)
 
 
 def spec_record(text: str) -> Any:

@@ -18,7 +18,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from diffusion_regimes.cli.common import add_spec_arguments, job_summary, load_subset, spec_record
+from diffusion_regimes.cli.common import (
+    add_spec_arguments,
+    job_summary,
+    load_subset,
+    spec_record,
+    training_prefix,
+)
 from diffusion_regimes.config import from_json
 from diffusion_regimes.errors import ConfigError, DataError
 from diffusion_regimes.provenance import save_torch, write_json, write_table
@@ -75,7 +81,7 @@ def _regimes_clone(args: argparse.Namespace) -> None:
                       t_s_theory=t_s_theory, t_c_entropy=t_c_entropy, base_seed=args.seed,
                       inputs_digest=_file_digest(args.subset, args.classifier, args.checkpoint),
                       pairs=args.pairs, steps=args.steps, variance=args.variance)
-    subset = load_subset(args.subset, args.n)
+    subset = training_prefix(full, args.n, where=args.subset)  # one read of the file
     classifier, record = load_classifier(args.classifier, device=device)
     score, model_record = _score(args.model, training=subset.images, spec=spec, checkpoint=args.checkpoint,
                                  device=device)
@@ -148,15 +154,20 @@ def _spectrum_of(path: str, dataset: str) -> tuple[float, float]:
         if "lambda_first_channel" not in row:
             raise DataError(f"{path}: no 'lambda_first_channel' (keys: {sorted(row)})")
         lam = float(row["lambda_first_channel"])
-        return lam, t_speciation(lam)
+    else:
+        lam = _lambda_from_table(path, dataset)
+    return lam, t_speciation(lam)
+
+
+def _lambda_from_table(path: str, dataset: str) -> float:
+    """Λ (first channel) of ``dataset`` in the gathered spectra table."""
     table = pd.read_csv(path)
     if "lambda_first_channel" not in table:
         raise DataError(f"{path}: no 'lambda_first_channel' column (columns: {list(table.columns)})")
     rows = table[table["dataset"] == dataset] if "dataset" in table else table
     if rows.empty:
         raise DataError(f"{path} has no row for dataset {dataset!r}")
-    lam = float(rows.iloc[0]["lambda_first_channel"])
-    return lam, t_speciation(lam)
+    return float(rows.iloc[0]["lambda_first_channel"])
 
 
 def _regimes_row(args: argparse.Namespace) -> None:
@@ -245,8 +256,7 @@ def _sweep_files(args: argparse.Namespace) -> dict[str, dict[str, str]]:
     for kind, paths in lists.items():
         if len(paths) != len(args.sweeps):
             raise ConfigError(f"regimes-figures: {len(args.sweeps)} --sweeps but {len(paths)} --{kind} "
-                              "files; "
-                              "give one file of each kind per sweep, in the same order")
+                              "files; give one file of each kind per sweep, in the same order")
     return {key: {kind: lists[kind][i] for kind in SWEEP_FILES} for i, key in enumerate(args.sweeps)}
 
 
@@ -279,7 +289,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_regimes_entropy, gpu_capable=True)
 
     p = sub.add_parser("regimes-row", help="one row of the regimes table")
-    p.add_argument("--spec", required=True, help="JSON of the ideal section (quality-gate thresholds)")
+    p.add_argument("--spec", required=True, help="JSON of the regimes keys it reads (quality gates)")
     p.add_argument("--summary", required=True)
     p.add_argument("--entropy", required=True)
     p.add_argument("--spectrum", "--spectra", dest="spectrum", required=True,
