@@ -40,3 +40,6 @@ rule all:
 wildcard_constraints:
     n=r"[0-9]*[02468]",
     model="|".join(REGIMES_MODELS),
+    sampler="|".join(REGIMES_SAMPLERS),
+    law_n=r"[0-9]+",
+    side=r"[0-9]+",

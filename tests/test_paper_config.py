@@ -54,7 +54,7 @@ def test_paper_dry_run_uses_the_authors_training_and_measurement_values(commands
     classifier = commands["classifier-train"][0]["spec"]
     assert classifier["pretrained"].endswith("resnet18-f37072fd.pth") and classifier["resize"] == 224
     assert (classifier["epochs"], classifier["batch_size"], classifier["lr_gamma"]) == (10, 64, 0.1)
-    clone = commands["regimes-clone"][0]
+    clone = next(c for c in commands["regimes-clone"] if "--sampler ddpm " in c["args"])
     # the per-model keys are resolved by the workflow and passed on their own
     assert clone["spec"]["nearest_check_every"] == 50 and re.search(r"--pairs 4000\b", clone["args"])
     entropy = commands["regimes-entropy"][0]["spec"]

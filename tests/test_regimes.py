@@ -128,3 +128,67 @@ def test_sweep_plan_pairs_models_and_names_its_chunks():
     assert plan_sweep(spec, model="exact", n=100, **{**common, "dataset": "cifar10"}).seed != exact.seed
     with pytest.raises(ConfigError, match="trained on all 1000"):
         plan_sweep(spec, model="unet", n=100, **common)
+
+
+# --- the sampler question ------------------------------------------------------------------------------
+
+
+def test_every_sampler_runs_the_sweep_and_the_ode_has_no_clones():
+    """Euler-Maruyama sweeps like the DDPM sampler (branches, phi); the ODE runs trunks only (no branch
+    time, phi and the fits NaN) and, with the exact score, still ends on training points; the quality gate
+    of a deterministic row rests on the confident fraction alone."""
+    from diffusion_regimes.regimes import regimes_row
+
+    spec = RegimesSpec(n_boot=50, strip_times=3, branch_uniform=4, branch_dense=0, branch_t_min=0.05)
+    train = _two_clusters()
+    common = {"score": EmpiricalScore(train.reshape(N, -1)), "training": train, "spec": spec, "n_pairs": 12,
+              "steps": 100, "seed": 3, "labeller": _labeller,
+              "times": spec.branch_times(t_speciation=0.5, t_collapse=0.2, schedule=DDPMSchedule())}
+    sde = cloning_experiment(**common, sampler="euler_maruyama")
+    assert sde.branch_times.size == 4 and sde.phi[0] == 1.0 and sde.summary()["sampler"] == "euler_maruyama"
+    ode = cloning_experiment(**common, sampler="heun")
+    summary = ode.summary()
+    assert ode.branch_times.size == 0 and ode.phi.size == 0 and summary["sampler"] == "heun"
+    assert np.isnan(summary["t_s_fit"]) and np.isnan(summary["t_c_phi_c_fit"])
+    assert np.isnan(summary["phi_t_min"])
+    assert summary["memorised_fraction"] == 1.0 and ode.t_collapse.shape == (12,)
+    import pandas as pd
+
+    entropy = pd.DataFrame({"n": [N], "d": [16], "alpha": [0.13], "t_c_entropy": [0.2],
+                            "t_c_entropy_low": [0.1], "t_c_entropy_high": [0.3]})
+    summary |= {"real_confident_fraction": 1.0, "classifier_accuracy": 1.0}
+    row = regimes_row(dataset="toy", model="exact", summary=summary, entropy=entropy, lam=4.0, spec=spec,
+                      seed=0)
+    assert row["sampler"] == "heun" and row["quality_ok"] and row["quality"] == "ok"
+    with pytest.raises(ConfigError, match="not valid"):
+        cloning_experiment(**common, sampler="leapfrog")
+
+
+def test_sampler_config_and_plans():
+    """`samplers` lists ddpm first; other samplers run at the whole subset with n_pairs_sampler pairs and a
+    chunk folder of their own."""
+    from diffusion_regimes.regimes import plan_sweep
+
+    with pytest.raises(ConfigError, match="ddpm"):
+        RegimesSpec(samplers=("heun", "ddpm"))
+    with pytest.raises(ConfigError, match="unknown model"):
+        RegimesSpec(n_pairs_sampler={"gan": 3})
+    spec = RegimesSpec(samplers=("ddpm", "heun"), n_pairs_sampler={"exact": 256, "unet": 64})
+    common = {"dataset": "mnist", "subset_n": 1000, "t_s_theory": 1.0, "t_c_entropy": 0.3, "base_seed": 0,
+              "inputs_digest": "abc", "n": 1000}
+    ddpm, heun = (plan_sweep(spec, model="unet", sampler=s, **common) for s in ("ddpm", "heun"))
+    assert heun.pairs == 64 and ddpm.pairs == spec.pairs_for("unet", n=1000, subset_n=1000)
+    assert heun.chunk_key != ddpm.chunk_key and heun.seed == ddpm.seed
+    with pytest.raises(ConfigError, match="compared at n = 1000"):
+        plan_sweep(spec, model="exact", sampler="heun", **{**common, "n": 100})
+
+
+def test_regimes_table_orders_samplers_as_configured():
+    import pandas as pd
+
+    from diffusion_regimes.regimes import REGIMES_COLUMNS, regimes_table
+
+    keys = {"dataset": "m", "model": "exact", "n": 10}
+    rows = [pd.DataFrame([dict.fromkeys(REGIMES_COLUMNS, 0) | keys | {"sampler": s}])
+            for s in ("heun", "ddpm", "euler_maruyama")]
+    assert list(regimes_table(rows)["sampler"]) == ["ddpm", "euler_maruyama", "heun"]

@@ -337,17 +337,18 @@ def test_posterior_variance_is_the_forward_posterior_and_keeps_the_mean():
 
 @pytest.mark.parametrize("n_steps", [100, 400])
 def test_ode_transports_standard_normal_to_the_gaussian_mixture(n_steps):
-    """Probability-flow ODE (Heun) with the exact mixture score, d = 2, m = (2, 2), sigma = 1: started from
-    N(0, I) at t = 6 (P_6 differs from it by a mean shift of |m| e^{-6} = 0.007), it ends on the mixture:
-    cluster weights, means and variances within 3 SE (n = 10 000; measured deviations <= 2.3 SE at K = 400,
-    <= 1.9 SE at K = 100; Heun's bias is O(1/K^2), far below the sampling error here)."""
+    """Probability-flow ODE (Heun) with the exact mixture score, d = 2, m = (2, 2), sigma = 1, on the time
+    grid of the K-step DDPM sampler (the grid the workflow uses): started from N(0, I) at t(1000) = 5.03
+    (P_5.03 differs from it by a mean shift of |m| e^{-5.03} = 0.018, a third of one SE of a cluster mean),
+    it ends on the mixture: cluster weights, means and variances within 3 SE (n = 10 000).  The last step,
+    from t(1) = 5e-5, is the posterior mean (HeunODE docstring)."""
     from diffusion_regimes.gaussian_mixture import GaussianMixtureScore
     from diffusion_regimes.sampler import HeunODE
 
     n, m, sigma = 10_000, torch.tensor([2.0, 2.0], dtype=torch.float64), 1.0
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(n, 2, dtype=torch.float64, generator=gen)
-    x0 = run_trajectories(x, integrator=HeunODE.uniform(t_max=6.0, n_steps=n_steps),
+    x0 = run_trajectories(x, integrator=HeunODE.on_ddpm_grid(n_steps),
                           score=GaussianMixtureScore(m, sigma), generator=gen)
     side = (x0 @ m) > 0
     assert abs(side.double().mean().item() - 0.5) < 3 * math.sqrt(0.25 / n)
@@ -384,8 +385,8 @@ def test_ode_is_deterministic_and_second_order():
 def test_with_one_training_point_every_sampler_ends_on_it():
     """The exact empirical score of n = 1 point a (d = 64): ancestral DDPM, Euler-Maruyama and the ODE on
     the 1000-step DDPM time grid end on a.  RMS distance per coordinate below 0.02: the ancestral last step
-    is the denoiser itself (error ~1e-15); Euler-Maruyama's last step still adds noise sqrt(2 t(1)) = 0.010;
-    the ODE's final Euler step leaves about half of sqrt(Delta_{t(1)}) = 0.005."""
+    is the denoiser itself (error ~1e-15), and so is the ODE's (the posterior mean); Euler-Maruyama's last
+    step still adds noise sqrt(2 t(1)) = 0.010."""
     from diffusion_regimes.sampler import HeunODE
     from diffusion_regimes.score import EmpiricalScore
 

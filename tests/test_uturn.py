@@ -54,3 +54,27 @@ def test_uturn_runs_with_the_ode():
                 training=training, score=EmpiricalScore(training), integrator=HeunODE.on_ddpm_grid(100),
                 labeller=_labeller, generator=torch.Generator().manual_seed(3))
     assert res.returned[0] == 1.0 and res.same_class[0] == 1.0
+
+
+def test_uturn_table_and_midpoints():
+    """The table of one curve: the identifying columns, binomial SEs and the two midpoints (the class
+    curve halfway between 1 and the class prior; the return curve at 1/2)."""
+    import numpy as np
+    import pytest
+
+    from diffusion_regimes.uturn import UTURN_COLUMNS, UTurnResult, class_prior, uturn_table, uturn_times
+
+    assert class_prior(torch.tensor([0, 1, 0, 1])) == 0.5
+    times = uturn_times(t_min=0.05, t_max=2.5, count=4)
+    assert times[0] == pytest.approx(0.05) and times[-1] == pytest.approx(2.5)
+    result = UTurnResult(times=np.array([0.1, 0.5, 1.0, 2.0]), same_class=np.array([1.0, 1.0, 0.5, 0.5]),
+                         returned=np.array([1.0, 0.0, 0.0, 0.0]), memorised=np.ones(4), starts=100)
+    with pytest.raises(ValueError, match="identifying"):
+        uturn_table(result, prior=0.5, dataset="toy")
+    keys = {"dataset": "toy", "model": "exact", "sampler": "ddpm", "n": 10, "starts_from": "training",
+            "t_s_theory": 1.0, "t_c_entropy": 0.3, "seed": 0}
+    table = uturn_table(result, prior=0.5, **keys)
+    assert tuple(table.columns) == UTURN_COLUMNS and len(table) == 4
+    assert table["t_class_mid"].iloc[0] == pytest.approx(0.75)  # 1 -> 0.5 between t = 0.5 and 1: 0.75 at 0.75
+    assert table["t_return_mid"].iloc[0] == pytest.approx(0.3)
+    assert table["same_class_se"].iloc[2] == pytest.approx(0.05)

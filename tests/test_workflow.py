@@ -120,11 +120,16 @@ def test_gaussian_mixture_outputs_are_sane(tiny_run):
 
 
 def test_regimes_has_exact_and_unet_rows(tiny_run):
-    """tiny.yaml: the exact score at n = 20 and all (= 200), the UNet only at 200 (its training set)."""
+    """tiny.yaml: the exact score at n = 20 and all (= 200), the UNet only at 200 (its training set), both
+    with the three samplers at 200 (the ODE without clones: no phi)."""
     table = pd.read_csv(tiny_run / "results" / "tables" / "regimes.csv")
-    rows = sorted(zip(table["model"], table["n"], strict=True))
-    assert rows == [("exact", 20), ("exact", 200), ("unet", 200)]
-    unet = table[table["model"] == "unet"].iloc[0]
+    rows = list(zip(table["model"], table["sampler"], table["n"], strict=True))
+    assert rows == [("exact", "ddpm", 20), ("exact", "ddpm", 200), ("exact", "euler_maruyama", 200),
+                    ("exact", "heun", 200), ("unet", "ddpm", 200), ("unet", "euler_maruyama", 200),
+                    ("unet", "heun", 200)]
+    assert table.loc[table["sampler"] == "heun", "phi_t_min"].isna().all()
+    assert table.loc[table["sampler"] != "heun", "phi_t_min"].notna().all()
+    unet = table[(table["model"] == "unet") & (table["sampler"] == "ddpm")].iloc[0]
     assert unet["checkpoint_step"] == 4 and 0.0 <= unet["memorised_fraction"] <= 1.0
     assert (tiny_run / "results" / "figures" / "regimes_neighbours_mnist.png").stat().st_size > 1000
 
@@ -251,12 +256,13 @@ def test_changes_re_run_only_the_jobs_they_concern(tiny_run, tmp_path):
                                          "  classifier: {runtime: 5}\n  gm_speciation: {mem_mb: 123}\n")
     assert dry("resources.yaml") == {}
     scheduled = dry("changed.yaml")
-    assert set(scheduled) == {"regimes_row", "regimes_table", "regimes_figures", "gm_collapse_law",
+    assert set(scheduled) == {"regimes_row", "regimes_table", "regimes_figures", "regimes_samplers_figure",
+                              "gm_collapse_law",
                               "gm_figures", "prepare_subset", "spectrum", "spectra_table", "train_ddpm",
                               "all"}, scheduled
     # the rows of the finished subset re-run (their threshold changed), not its sweeps; of the new
     # subset only its own jobs run: one prepare, one spectrum, one training
-    assert scheduled["regimes_row"] == 3
+    assert scheduled["regimes_row"] == 7
     assert scheduled["prepare_subset"] == scheduled["spectrum"] == scheduled["train_ddpm"] == 1
     # the seed goes through params everywhere: classifier, training and sweeps re-run with it
     reseeded = dry(config=("--config", "seed=1"))

@@ -45,6 +45,7 @@ def _check_references(config: Mapping[str, Any]) -> list[str]:
         "train.datasets": train.get("datasets") or [],
         "train.batch_size_by_dataset": list(train.get("batch_size_by_dataset") or {}),
         "regimes.datasets": regimes.get("datasets") or [],
+        "regimes.law_datasets": regimes.get("law_datasets") or [],
         "regimes.n_values": list(n_values) if isinstance(n_values, Mapping) else [],
     }
     return [

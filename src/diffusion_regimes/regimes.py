@@ -60,6 +60,9 @@ from diffusion_regimes.measures import (
 from diffusion_regimes.sampler import (
     VARIANCES,
     DDPMAncestral,
+    EulerMaruyama,
+    HeunODE,
+    Integrator,
     Score,
     StepRecorder,
     clone_sweep,
@@ -74,6 +77,15 @@ N_ALL = "all"
 
 MODELS = ("exact", "unet")
 """Models a sweep can measure: the exact empirical score (ideal model) and the trained UNet."""
+
+SAMPLERS = ("ddpm", "euler_maruyama", "heun")
+"""Backward dynamics a sweep can run, all on the times of the (respaced) DDPM grid and behind the one
+reverse-step interface of :mod:`diffusion_regimes.sampler`: the DDPM ancestral sampler (the paper's), an
+Euler-Maruyama discretisation of the reverse SDE, and the probability-flow ODE with Heun steps."""
+
+DETERMINISTIC_SAMPLERS = ("heun",)
+"""Samplers without noise: clones of a shared trunk never separate, so their sweeps have no branch times
+(phi and phi_C are not defined); t̂_C, the memorised fraction and the U-turns are."""
 
 CONFIDENT = 0.9
 """A sample is labelled confidently when the classifier's largest class probability reaches this."""
@@ -126,6 +138,23 @@ class RegimesSpec:
     strip_times: int = 6  # images per row of the strip figure
     quality_phi_min: float = 0.97  # a row whose phi at the smallest branch time is lower is flagged
     quality_confidence_gap: float = 0.10  # flagged when the confident fraction trails the real one by more
+    # --- the sampler question: every model is also swept with these samplers at n = all ("ddpm" first)
+    samplers: tuple[str, ...] = ("ddpm",)
+    n_pairs_sampler: int | dict[str, int] = 128  # pairs per branch time of the samplers other than ddpm
+    # --- U-turns (forward-backward) from real images, per (model, n) of the ddpm sweeps
+    uturn: bool = False
+    uturn_starts: int | dict[str, int] = 64  # start images of each kind (training, held-out); or per model
+    uturn_times: int = 10  # U-turn times, log-spaced on [branch_t_min, branch_t_max_factor x t_S]
+    # --- the collapse law on real data: t_C over (resolution, n) of the exact score
+    law_datasets: tuple[str, ...] = ()
+    law_resolutions: tuple[int, ...] = (8, 16, 32)
+    law_n_values: tuple[int | str, ...] = (25, 50, 100, 300, N_ALL)
+    law_pairs: int = 256
+    law_steps: int = 250  # DDPM steps K of the cells' sampler (pooled cells collapse at t ~ 0.005)
+    law_entropy_t_min: float = 0.001  # smallest f^e time of a cell (entropy_t_max and _times shared)
+    law_branches: int = 16  # branch times of a cell, log-spaced from law_t_min_factor x its f^e t_C ...
+    law_t_min_factor: float = 0.25
+    law_t_max_factor: float = 8.0  # ... to this multiple (sampled t_C lies at 1.5-6 x the f^e t_C on MNIST)
 
     def __post_init__(self) -> None:
         if self.branch_grid not in ("time", "steps"):
@@ -143,6 +172,54 @@ class RegimesSpec:
             raise ConfigError(f"regimes.sampler_variance: {bad} is not valid; choose from {list(VARIANCES)}")
         if not 0 < self.branch_t_min < self.branch_t_max_factor:
             raise ConfigError("regimes: need 0 < branch_t_min and a positive branch_t_max_factor")
+        bad_samplers = [s for s in self.samplers if s not in SAMPLERS]
+        if bad_samplers or not self.samplers or self.samplers[0] != "ddpm":
+            raise ConfigError(f"regimes.samplers: {list(self.samplers)} is not valid; list 'ddpm' first (the "
+                              f"sampler of every sweep and figure), then any of {list(SAMPLERS[1:])}")
+        for name, counts in (("n_pairs_sampler", self.n_pairs_sampler), ("uturn_starts", self.uturn_starts)):
+            if isinstance(counts, dict) and set(counts) - set(MODELS):
+                raise ConfigError(f"regimes.{name}: unknown model(s) {sorted(set(counts) - set(MODELS))}; "
+                                  f"models are {list(MODELS)}")
+
+    def sampler_pairs(self, model: str) -> int:
+        """Clone pairs per branch time of a sweep with a sampler other than ddpm."""
+        pairs = self.n_pairs_sampler
+        return int(pairs.get(model, max(pairs.values())) if isinstance(pairs, dict) else pairs)
+
+    def uturn_starts_for(self, model: str) -> int:
+        """Start images of each kind (training, held-out) of the U-turns of ``model``."""
+        starts = self.uturn_starts
+        return int(starts.get(model, max(starts.values())) if isinstance(starts, dict) else starts)
+
+    def law_n_for(self, *, subset_n: int) -> tuple[int, ...]:
+        """Training-set sizes of the collapse-law grid (``"all"`` = ``subset_n``), ascending.
+
+        Unlike the sweeps' n these may be odd (a prefix alternates classes, so an odd n has one class one
+        image larger): the law is about n, not about balance.
+        """
+        sizes = set()
+        for value in self.law_n_values:
+            size = int(subset_n) if value == N_ALL else int(value)
+            if not 2 <= size <= subset_n:
+                raise ConfigError(f"regimes.law_n_values: n = {value!r} is outside [2, {subset_n}] (the "
+                                  f"prepared subset's size); use {N_ALL!r} for the whole subset")
+            sizes.add(size)
+        return tuple(sorted(sizes))
+
+    def law_branch_times(self, *, t_collapse: float, schedule: DDPMSchedule) -> np.ndarray:
+        """Branch times of a collapse-law cell: ``law_branches`` times log-spaced on
+        ``[law_t_min_factor t_C, law_t_max_factor t_C]`` around the cell's f^e ``t_C``.
+
+        The grid follows t_C alone (a pooled resolution can have Λ < 1 and no speciation time) and is
+        geometric because t_C spans two decades over the grid (≈ 0.005 at 8 x 8, ≈ 0.3 at 32 x 32 for
+        MNIST).  Without a finite t_C: log-spaced on ``[law_entropy_t_min, branch_t_max_factor]``.
+        """
+        t_end = schedule.time_of_step(schedule.n_steps)
+        if np.isfinite(t_collapse) and t_collapse > 0:
+            low, high = self.law_t_min_factor * t_collapse, min(self.law_t_max_factor * t_collapse, t_end)
+        else:
+            low, high = self.law_entropy_t_min, min(self.branch_t_max_factor, t_end)
+        return np.geomspace(low, high, self.law_branches)
 
     def n_values_for(self, dataset: str, *, subset_n: int) -> tuple[int, ...]:
         """The training-set sizes measured on ``dataset`` whose prepared subset holds ``subset_n`` images.
@@ -219,7 +296,24 @@ def sweep_integrator(*, steps: int, schedule: DDPMSchedule, variance: str = "lar
     return DDPMAncestral.respaced(steps, schedule=schedule, variance=variance)
 
 
-def branch_indices(times: np.ndarray, integrator: DDPMAncestral) -> np.ndarray:
+def sampler_integrator(sampler: str, *, steps: int, schedule: DDPMSchedule,
+                       variance: str = "large") -> Integrator:
+    """The integrator of ``sampler`` (:data:`SAMPLERS`) on the times of the ``steps``-step DDPM grid.
+
+    All three share the grid, so branch times snap to the same indices and the samplers are compared step
+    for step; ``variance`` only concerns ``ddpm``.
+    """
+    ancestral = sweep_integrator(steps=steps, schedule=schedule, variance=variance)
+    if sampler == "ddpm":
+        return ancestral
+    if sampler == "euler_maruyama":
+        return EulerMaruyama(ancestral.times)
+    if sampler == "heun":
+        return HeunODE(ancestral.times)
+    raise ConfigError(f"sampler {sampler!r} is not valid; choose one of {list(SAMPLERS)}")
+
+
+def branch_indices(times: np.ndarray, integrator: Integrator) -> np.ndarray:
     """Grid indices of the sampler nearest to ``times`` (unique, ordered by ascending branch time).
 
     Index ``i`` of the integrator is the state at ``integrator.times[i]`` (descending), so a clone
@@ -266,6 +360,7 @@ class CloningResult:
     strip: list[tuple[int, float, torch.Tensor]] = field(default_factory=list)  # (k, t, rows of pair 0)
     samples: torch.Tensor | None = None  # (N, C, H, W) trunk end states at t = 0
     neighbours: torch.Tensor | None = None  # (N, 2) long: nearest and second-nearest training index
+    sampler: str = "ddpm"
 
     def branch_table(self) -> pd.DataFrame:
         fit, col = self.speciation_fit, self.collapse_fit
@@ -285,7 +380,7 @@ class CloningResult:
             }
         )
 
-    def summary(self) -> dict[str, float]:
+    def summary(self) -> dict[str, float | str]:
         tc = self.t_collapse
         fit, logi, col = self.speciation_fit, self.speciation_logistic, self.collapse_fit
         return {
@@ -310,9 +405,10 @@ class CloningResult:
             "memorised_fraction": float((self.memorisation < MEMORISED_RATIO).mean()),
             "confident_fraction": float((self.confidence >= CONFIDENT).mean()),
             "class_one_fraction": float(self.labels.mean()),
-            "t_min": float(self.branch_times[0]),
-            "phi_t_min": float(self.phi[0]),
-            "phi_t_min_se": float(self.phi_se[0]),
+            "t_min": float(self.branch_times[0]) if self.branch_times.size else math.nan,
+            "phi_t_min": float(self.phi[0]) if self.phi.size else math.nan,
+            "phi_t_min_se": float(self.phi_se[0]) if self.phi_se.size else math.nan,
+            "sampler": self.sampler,
             "pairs": self.n_pairs,
             "branch_times": int(self.branch_steps.size),
             "steps": self.n_steps,
@@ -329,7 +425,8 @@ def _clone_chunk(
     data: torch.Tensor,
     shape: tuple[int, ...],
     labeller: Labeller,
-    integrator: DDPMAncestral,
+    integrator: Integrator,
+    grid_steps: Sequence[int],
     indices: np.ndarray,
     n_pairs: int,
     generator: torch.Generator,
@@ -341,7 +438,9 @@ def _clone_chunk(
     """One chunk of ``n_pairs`` shared-trunk sweeps: the raw per-pair measurements, branch order =
     ``indices``.
 
-    Returns tensors ``same_class``, ``same_point`` ``(B, P)`` uint8; ``t_collapse``, ``memorisation``,
+    ``grid_steps``: the DDPM step of each grid index (the strip's labels).  Returns tensors
+    ``same_class``, ``same_point`` ``(B, P)`` uint8 (``B = 0`` without branch times); ``t_collapse``,
+    ``memorisation``,
     ``confidence`` ``(P,)`` float64; ``labels`` ``(P,)``; ``neighbours`` ``(P, 2)``; ``samples``
     ``(P, *shape)`` float32; ``score_evaluations``; and ``strip`` (pair 0 at ``strip_times`` grid points).
     """
@@ -363,17 +462,24 @@ def _clone_chunk(
     clones = sweep.clones[[position[int(i)] for i in indices]]
     b = len(indices)
     probs_trunk = labeller(sweep.trunk)
-    probs_clones = labeller(clones.reshape(b * n, *shape))
     labels_trunk = probs_trunk.argmax(dim=1)
-    same_class = agreement(labels_trunk.unsqueeze(0).expand(b, n), probs_clones.argmax(dim=1).reshape(b, n))
+    if b:
+        probs_clones = labeller(clones.reshape(b * n, *shape))
+        same_class = agreement(labels_trunk.unsqueeze(0).expand(b, n),
+                               probs_clones.argmax(dim=1).reshape(b, n))
+    else:  # a deterministic sampler: no clones
+        same_class = torch.zeros((0, n), dtype=torch.bool)
     grid_times, history = nearest.stacked()
     if data.shape[0] > 1:
         memo, neighbours = memorisation(sweep.trunk, data, max_chunk_bytes=max_chunk_bytes)
     else:
         memo, neighbours = torch.zeros(n, dtype=torch.float64), torch.zeros((n, 2), dtype=torch.long)
-    near_clones = nearest_index(clones.reshape(b * n, *shape), data, max_chunk_bytes=max_chunk_bytes)
-    same_point = agreement(neighbours[:, 0].unsqueeze(0).expand(b, n), near_clones.reshape(b, n))
-    step_k = integrator.ddpm_steps
+    if b:
+        near_clones = nearest_index(clones.reshape(b * n, *shape), data, max_chunk_bytes=max_chunk_bytes)
+        same_point = agreement(neighbours[:, 0].unsqueeze(0).expand(b, n), near_clones.reshape(b, n))
+    else:
+        same_point = torch.zeros((0, n), dtype=torch.bool)
+    step_k = grid_steps
     return {
         "same_class": same_class.to(torch.uint8),
         "same_point": same_point.to(torch.uint8),
@@ -399,6 +505,7 @@ def cloning_experiment(
     times: np.ndarray,
     seed: int,
     variance: str = "large",
+    sampler: str = "ddpm",
     schedule: DDPMSchedule | None = None,
     chunk_dir: str | Path | None = None,
     progress: bool = False,
@@ -413,14 +520,17 @@ def cloning_experiment(
     start from N(0, I) at k = L, in chunks of ``spec.chunk_pairs`` (chunk ``c`` seeded by
     ``derived_seed(seed, "clone-chunk", c)``); with ``chunk_dir`` each finished chunk is saved there and
     a re-run loads it instead of recomputing it (the caller names the folder after everything that
-    determines the result).
+    determines the result).  ``sampler`` (:data:`SAMPLERS`) picks the backward dynamics on the same grid;
+    a deterministic one runs the trunks only (no branch times, phi and phi_C not defined).
     """
     from diffusion_regimes.provenance import provenance_record, save_torch
 
     schedule = schedule or DDPMSchedule()
-    integrator = sweep_integrator(steps=steps, schedule=schedule, variance=variance)
-    indices = branch_indices(times, integrator)
-    if indices.size < 2:
+    grid = sweep_integrator(steps=steps, schedule=schedule, variance=variance)
+    integrator = sampler_integrator(sampler, steps=steps, schedule=schedule, variance=variance)
+    deterministic = sampler in DETERMINISTIC_SAMPLERS
+    indices = np.zeros(0, dtype=np.int64) if deterministic else branch_indices(times, integrator)
+    if not deterministic and indices.size < 2:
         raise ConfigError(f"regimes: only {indices.size} distinct branch time(s) on a {steps}-step sampler; "
                           "raise regimes.sampler_steps or the number of branch times")
     shape = tuple(training.shape[1:])
@@ -436,7 +546,7 @@ def cloning_experiment(
             continue
         gen = torch.Generator().manual_seed(derived_seed(seed, "clone-chunk", c))
         chunk = _clone_chunk(score=score, data=data, shape=shape, labeller=labeller, integrator=integrator,
-                             indices=indices, n_pairs=size, generator=gen,
+                             grid_steps=grid.ddpm_steps, indices=indices, n_pairs=size, generator=gen,
                              max_chunk_bytes=spec.max_chunk_bytes, strip_times=spec.strip_times,
                              check_every=spec.nearest_check_every, progress=progress)
         if path is not None:
@@ -444,16 +554,24 @@ def cloning_experiment(
             chunk["provenance"] = provenance_record(
                 config={"chunk_pairs": spec.chunk_pairs, "max_chunk_bytes": spec.max_chunk_bytes,
                         "strip_times": spec.strip_times, "nearest_check_every": spec.nearest_check_every,
-                        "chunk": c, "pairs": size, "steps": steps,
+                        "chunk": c, "pairs": size, "steps": steps, "sampler": sampler,
                         "variance": variance, "times": np.asarray(times).tolist()}, seed=seed)
             save_torch(chunk, path)
         chunks.append(chunk)
-    return _summarise(chunks, integrator=integrator, indices=indices, spec=spec, seed=seed,
-                      seconds=time.perf_counter() - start)
+    return _summarise(chunks, integrator=grid, indices=indices, spec=spec, seed=seed,
+                      seconds=time.perf_counter() - start, sampler=sampler)
+
+
+def _not_measured(method: str) -> tuple[Crossing, CurveFit]:
+    """The crossing and fit of a curve a deterministic sampler does not have (every value NaN)."""
+    nan = math.nan
+    return (Crossing(time=nan, low=nan, high=nan, confidence=nan),
+            CurveFit(method=method, time=nan, low=nan, high=nan, confidence=nan, params={},
+                     log_likelihood=nan, n_boot=0))
 
 
 def _summarise(chunks: Sequence[dict], *, integrator: DDPMAncestral, indices: np.ndarray, spec: RegimesSpec,
-               seed: int, seconds: float) -> CloningResult:
+               seed: int, seconds: float, sampler: str = "ddpm") -> CloningResult:
     """Estimates from the raw per-pair measurements of every chunk (pairs concatenated in chunk order)."""
     def cat(key: str, dim: int = 0) -> torch.Tensor:
         return torch.cat([c[key] for c in chunks], dim=dim)
@@ -471,24 +589,30 @@ def _summarise(chunks: Sequence[dict], *, integrator: DDPMAncestral, indices: np
     def next_gen() -> torch.Generator:
         return next(streams)
 
-    t_s = crossing_with_interval(times_b, same_class, level=PHI_SPECIATION_LEVEL, n_boot=spec.n_boot,
-                                 generator=next_gen())
-    t_c = crossing_with_interval(times_b, same_point, level=PHI_COLLAPSE_LEVEL, n_boot=spec.n_boot,
-                                 generator=next_gen())
-    fit = fit_speciation_theory(times_b, same_class, n_boot=spec.n_boot, generator=next_gen())
-    logi = fit_speciation_logistic(times_b, same_class, n_boot=spec.n_boot, generator=next_gen(),
-                                   level=PHI_SPECIATION_LEVEL)
-    col = fit_collapse_logistic(times_b, same_point, n_boot=spec.n_boot, generator=next_gen(),
-                                level=PHI_COLLAPSE_LEVEL)
+    if indices.size:
+        t_s = crossing_with_interval(times_b, same_class, level=PHI_SPECIATION_LEVEL, n_boot=spec.n_boot,
+                                     generator=next_gen())
+        t_c = crossing_with_interval(times_b, same_point, level=PHI_COLLAPSE_LEVEL, n_boot=spec.n_boot,
+                                     generator=next_gen())
+        fit = fit_speciation_theory(times_b, same_class, n_boot=spec.n_boot, generator=next_gen())
+        logi = fit_speciation_logistic(times_b, same_class, n_boot=spec.n_boot, generator=next_gen(),
+                                       level=PHI_SPECIATION_LEVEL)
+        col = fit_collapse_logistic(times_b, same_point, n_boot=spec.n_boot, generator=next_gen(),
+                                    level=PHI_COLLAPSE_LEVEL)
+    else:  # deterministic sampler: the trunk measures only (same bootstrap streams below either way)
+        (t_s, fit), (t_c, col) = _not_measured("gm_theory"), _not_measured("logistic")
+        logi = _not_measured("logistic")[1]
+        for _ in range(5):
+            next_gen()
     median_boot = _bootstrap_median(t_hat, n_boot=spec.n_boot, generator=next_gen())
     k_big = integrator.n_steps
     return CloningResult(
         branch_steps=steps_k,
         branch_times=times_b,
         phi=same_class.mean(dim=1).numpy(),
-        phi_se=bootstrap_standard_error(same_class, n_boot=spec.n_boot, generator=next_gen()).numpy(),
+        phi_se=_standard_errors(same_class, n_boot=spec.n_boot, generator=next_gen()),
         phi_c=same_point.mean(dim=1).numpy(),
-        phi_c_se=bootstrap_standard_error(same_point, n_boot=spec.n_boot, generator=next_gen()).numpy(),
+        phi_c_se=_standard_errors(same_point, n_boot=spec.n_boot, generator=next_gen()),
         t_speciation=t_s,
         t_collapse_clones=t_c,
         speciation_fit=fit,
@@ -508,7 +632,15 @@ def _summarise(chunks: Sequence[dict], *, integrator: DDPMAncestral, indices: np
         strip=list(chunks[0]["strip"]),
         samples=cat("samples"),
         neighbours=cat("neighbours"),
+        sampler=sampler,
     )
+
+
+def _standard_errors(agree: torch.Tensor, *, n_boot: int, generator: torch.Generator) -> np.ndarray:
+    """Bootstrap standard error per branch time of ``agree (B, N)`` (empty when B = 0)."""
+    if agree.shape[0] == 0:
+        return np.zeros(0)
+    return bootstrap_standard_error(agree, n_boot=n_boot, generator=generator).numpy()
 
 
 def _bootstrap_median(values: torch.Tensor, *, n_boot: int, generator: torch.Generator) -> float:
@@ -520,17 +652,20 @@ def _bootstrap_median(values: torch.Tensor, *, n_boot: int, generator: torch.Gen
 
 
 def quality_verdict(*, phi_t_min: float, confident_fraction: float, real_confident_fraction: float,
-                    spec: RegimesSpec) -> tuple[bool, str]:
+                    spec: RegimesSpec, deterministic: bool = False) -> tuple[bool, str]:
     """The quality gate of a measured model: ``(ok, reason)``.
 
     A model is flagged when clones branched at the smallest branch time disagree in class more often than
     ``1 - quality_phi_min`` (they share almost all their history, so disagreement means the classifier
     cannot label the samples consistently), or when the classifier is confident (max probability
     >= 0.9) on a fraction of the generated samples more than ``quality_confidence_gap`` below the same
-    fraction on held-out real images.
+    fraction on held-out real images.  A ``deterministic`` sampler has no clones (phi NaN): only the
+    second test applies.
     """
     reasons = []
-    if not phi_t_min >= spec.quality_phi_min:
+    if math.isnan(phi_t_min) and deterministic:
+        pass  # no clones: the gate rests on the confident fraction alone
+    elif not phi_t_min >= spec.quality_phi_min:
         reasons.append(f"phi(t_min) = {phi_t_min:.3f} < {spec.quality_phi_min}")
     if not np.isfinite(real_confident_fraction):
         reasons.append("no held-out confident fraction recorded with the classifier")
@@ -552,41 +687,50 @@ class SweepPlan:
     variance: str
     seed: int
     chunk_key: str
+    sampler: str = "ddpm"
 
 
 def plan_sweep(spec: RegimesSpec, *, dataset: str, model: str, n: int, subset_n: int, t_s_theory: float,
                t_c_entropy: float, base_seed: int, inputs_digest: str, pairs: int | None = None,
-               steps: int | None = None, variance: str | None = None) -> SweepPlan:
+               steps: int | None = None, variance: str | None = None, sampler: str = "ddpm") -> SweepPlan:
     """The plan of the sweep of ``model`` on the first ``n`` of the ``subset_n`` images of ``dataset``.
 
     ``pairs``, ``steps``, ``variance``: the per-model values the workflow resolves (``None``: from
     ``spec``).  The seed is one stream per dataset, shared by every model and n on purpose (pair j starts
     from the same noise in the exact and the learned sweeps, and at every n: a paired comparison).  The
     chunk key hashes everything that determines the chunks, ``inputs_digest`` (the bytes of the subset,
-    classifier and checkpoint) included, so a changed input starts a fresh folder.
+    classifier and checkpoint) included, so a changed input starts a fresh folder.  A ``sampler`` other
+    than ddpm runs at the whole subset only, with ``n_pairs_sampler`` pairs unless ``pairs`` is given.
     """
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"sampler {sampler!r} is not valid; choose one of {list(SAMPLERS)}")
+    if sampler != "ddpm" and n != subset_n:
+        raise ConfigError(f"regimes.samplers: the sampler {sampler!r} is compared at n = {subset_n} (the "
+                          f"whole subset of {dataset}) only, not at n = {n}")
     if model == "unet" and n != subset_n:
         # train-ddpm fits the UNet on the whole prepared subset: phi_C, t̂_C and the memorisation ratio
         # must be measured against that same training set
         raise ConfigError(f"model 'unet' was trained on all {subset_n} images of {dataset}; measure it at "
                           f"n = {subset_n}, not {n}")
     times = spec.branch_times(t_speciation=t_s_theory, t_collapse=t_c_entropy, schedule=DDPMSchedule())
-    pairs = pairs if pairs is not None else spec.pairs_for(model, n=n, subset_n=subset_n)
+    if pairs is None:
+        pairs = (spec.pairs_for(model, n=n, subset_n=subset_n) if sampler == "ddpm"
+                 else spec.sampler_pairs(model))
     steps = steps if steps is not None else spec.steps_for(model)
     variance = variance if variance is not None else spec.variance_for(model)
     seed = derived_seed(base_seed, "regimes-clone", dataset)
-    key = {"model": model, "n": n, "seed": seed, "steps": steps, "variance": variance,
+    key = {"model": model, "n": n, "seed": seed, "steps": steps, "variance": variance, "sampler": sampler,
            "times": times.tolist(), "chunk_pairs": spec.chunk_pairs, "strip_times": spec.strip_times,
            "max_chunk_bytes": spec.max_chunk_bytes, "check_every": spec.nearest_check_every,
            "files": inputs_digest}
     chunk_key = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return SweepPlan(times=times, pairs=int(pairs), steps=int(steps), variance=variance, seed=seed,
-                     chunk_key=chunk_key)
+                     chunk_key=chunk_key, sampler=sampler)
 
 
 # ---------------------------------------------------------------------------- the regimes table
 # Columns of results/tables/regimes.csv, grouped by where they come from (the table's schema).
-ROW_KEYS = ("dataset", "model", "n", "d", "alpha", "Lambda", "t_s_theory")
+ROW_KEYS = ("dataset", "model", "sampler", "n", "d", "alpha", "Lambda", "t_s_theory")
 SPECIATION_COLUMNS = ("t_s_fit", "t_s_fit_low", "t_s_fit_high", "lambda_eff", "lambda_eff_low",
                       "lambda_eff_high", "t_s_logistic", "t_s_logistic_low", "t_s_logistic_high",
                       "t_s_crossing", "t_s_crossing_low", "t_s_crossing_high")
@@ -607,12 +751,14 @@ def regimes_row(*, dataset: str, model: str, summary: dict, entropy: pd.DataFram
     training prefix and the subset's Λ, with the quality verdict of :func:`quality_verdict`."""
     from diffusion_regimes.spectrum import t_speciation
 
+    sampler = str(summary.get("sampler", "ddpm"))
     ok, reason = quality_verdict(phi_t_min=summary["phi_t_min"],
                                  confident_fraction=summary["confident_fraction"],
-                                 real_confident_fraction=summary["real_confident_fraction"], spec=spec)
+                                 real_confident_fraction=summary["real_confident_fraction"], spec=spec,
+                                 deterministic=sampler in DETERMINISTIC_SAMPLERS)
     first = entropy.iloc[0]
     row = {
-        "dataset": dataset, "model": model, "n": int(first["n"]), "d": int(first["d"]),
+        "dataset": dataset, "model": model, "sampler": sampler, "n": int(first["n"]), "d": int(first["d"]),
         "alpha": float(first["alpha"]), "Lambda": lam,
         "t_s_theory": t_speciation(lam),
         **{key: summary[key] for key in SPECIATION_COLUMNS},
@@ -632,7 +778,11 @@ def regimes_table(rows: Sequence[pd.DataFrame]) -> pd.DataFrame:
     if missing:
         raise ConfigError(f"regimes rows lack the column(s) {missing}: they were written by an older "
                           "version; re-run the regimes_row jobs (snakemake --forcerun regimes_row)")
-    return frame[list(REGIMES_COLUMNS)].sort_values(["dataset", "model", "n"]).reset_index(drop=True)
+    order = {name: i for i, name in enumerate(SAMPLERS)}
+    frame = frame[list(REGIMES_COLUMNS)]
+    frame = frame.sort_values(["dataset", "model", "sampler", "n"],
+                              key=lambda col: col.map(order) if col.name == "sampler" else col)
+    return frame.reset_index(drop=True)
 
 
 __all__ = [

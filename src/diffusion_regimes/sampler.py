@@ -27,7 +27,7 @@ from typing import Protocol
 import torch
 
 from diffusion_regimes.errors import ConfigError
-from diffusion_regimes.schedule import DDPMSchedule, ou_time_grid
+from diffusion_regimes.schedule import DDPMSchedule, delta_t, ou_time_grid
 
 
 class Score(Protocol):
@@ -75,8 +75,13 @@ class HeunODE:
     stochastic samplers (docs/science.md section 1).  One step from ``t = times[i]`` to ``t' = times[i+1]``,
     ``eta = t - t'``: ``d1 = x + F(x, t)``, ``x~ = x + eta d1``, ``d2 = x~ + F(x~, t')``,
     ``x' = x + eta (d1 + d2) / 2``.  The last step, which ends at ``t' = 0`` where an empirical score is
-    singular, is the Euler step ``x + eta d1``.  Deterministic: ``noise`` is ignored, so clones of a shared
-    trunk never separate (cloning φ(t) is meaningless for it; trajectories, t̂_C and U-turns are not).
+    singular, is the Euler step of the same ODE in the noise-level variable ``sigma = sqrt(e^{2t} - 1)``
+    (for ``y = e^t x``, ``dy/dsigma = (y - D(y))/sigma``, so one step to sigma = 0 lands on ``D``): the
+    posterior mean ``E[x_0 | x_t] = e^t (x + Delta_t F(x, t))`` (Karras et al. 2022 end their Heun sampler
+    the same way).  An Euler step in t from ``t(k=1)`` would move only part of the way to the nearest
+    training point; on MNIST 1/8 (n = 1000, exact score, K = 100) it leaves half the samples short of the
+    memorisation ratio 1/3.  Deterministic: ``noise`` is ignored, so clones of a shared trunk never separate
+    (cloning φ(t) is meaningless for it; trajectories, t̂_C and U-turns are not).
     """
 
     times: torch.Tensor
@@ -100,10 +105,11 @@ class HeunODE:
     def step(self, x: torch.Tensor, i: int, score: Score, noise: torch.Tensor) -> torch.Tensor:
         t, t_next = float(self.times[i]), float(self.times[i + 1])
         eta = t - t_next
-        d1 = x + score(x, t)
-        predicted = x + eta * d1
+        force = score(x, t)
         if t_next <= 0.0:
-            return predicted
+            return math.exp(t) * (x + delta_t(t) * force)
+        d1 = x + force
+        predicted = x + eta * d1
         d2 = predicted + score(predicted, t_next)
         return x + 0.5 * eta * (d1 + d2)
 

@@ -21,9 +21,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
-from diffusion_regimes.measures import MEMORISED_RATIO, memorisation
+from diffusion_regimes.measures import MEMORISED_RATIO, crossing_time, memorisation
 from diffusion_regimes.sampler import Integrator, Score, run_trajectories, snap_to_grid
 from diffusion_regimes.schedule import delta_t
 
@@ -74,4 +75,47 @@ def uturn(starts: torch.Tensor, *, start_labels: torch.Tensor, start_index: torc
     return UTurnResult(times=t, same_class=same, returned=back, memorised=copied, starts=int(x0.shape[0]))
 
 
-__all__ = ["UTurnResult", "uturn"]
+UTURN_COLUMNS = ("dataset", "model", "sampler", "n", "starts_from", "t", "same_class", "same_class_se",
+                 "returned", "returned_se", "memorised", "memorised_se", "starts", "class_prior",
+                 "t_class_mid", "t_return_mid", "t_s_theory", "t_c_entropy", "seed")
+"""Columns of results/tables/uturn.csv: one row per (dataset, model, sampler, n, kind of start, time)."""
+
+
+def uturn_times(*, t_min: float, t_max: float, count: int) -> np.ndarray:
+    """U-turn times: ``count`` log-spaced times on ``[t_min, t_max]`` (the return curve falls near t_C,
+    the class curve near t_S, a few times larger: a geometric grid resolves both)."""
+    return np.geomspace(t_min, t_max, count)
+
+
+def class_prior(labels: torch.Tensor) -> float:
+    """Chance agreement of two independent class draws from the training labels, ``sum_c q_c^2``: the
+    class curve's limit at large t (1/2 for balanced classes)."""
+    q = torch.bincount(labels.reshape(-1).to(torch.long)).to(torch.float64)
+    q = q / q.sum()
+    return float((q * q).sum())
+
+
+def uturn_table(result: UTurnResult, *, prior: float, **keys: object) -> pd.DataFrame:
+    """Rows of :data:`UTURN_COLUMNS` for one U-turn curve; ``keys`` fills the identifying columns
+    (dataset, model, sampler, n, starts_from, t_s_theory, t_c_entropy, seed).
+
+    ``t_class_mid``: where the class curve crosses halfway between 1 and ``prior``; ``t_return_mid``: where
+    the return curve crosses 1/2 (NaN when a curve never crosses, e.g. held-out starts never return).
+    """
+    frame = pd.DataFrame({
+        "t": result.times, "same_class": result.same_class, "same_class_se": result.stderr(result.same_class),
+        "returned": result.returned, "returned_se": result.stderr(result.returned),
+        "memorised": result.memorised, "memorised_se": result.stderr(result.memorised),
+        "starts": result.starts, "class_prior": prior,
+        "t_class_mid": crossing_time(result.times, result.same_class, 0.5 * (1.0 + prior)),
+        "t_return_mid": crossing_time(result.times, result.returned, 0.5),
+    })
+    for key, value in keys.items():
+        frame[key] = value
+    missing = [c for c in UTURN_COLUMNS if c not in frame]
+    if missing:
+        raise ValueError(f"uturn_table: give the identifying column(s) {missing}")
+    return frame[list(UTURN_COLUMNS)]
+
+
+__all__ = ["UTURN_COLUMNS", "UTurnResult", "class_prior", "uturn", "uturn_table", "uturn_times"]

@@ -14,6 +14,7 @@ from diffusion_regimes.jobs import job_spec
 from diffusion_regimes.lock import JOB_ENV
 from diffusion_regimes.preflight import preflight
 from diffusion_regimes.regimes import MODELS as REGIMES_MODELS
+from diffusion_regimes.regimes import SAMPLERS as REGIMES_SAMPLERS
 from diffusion_regimes.regimes import RegimesSpec
 
 SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
@@ -67,6 +68,7 @@ if config["run_datasets"] is not None:
     keep = list(config["run_datasets"])
     config["datasets"] = {name: config["datasets"][name] for name in keep}
     config["regimes"]["datasets"] = [name for name in config["regimes"]["datasets"] if name in keep]
+    config["regimes"]["law_datasets"] = [name for name in config["regimes"]["law_datasets"] if name in keep]
     if config["train"].get("datasets") is not None:
         config["train"]["datasets"] = [name for name in config["train"]["datasets"] if name in keep]
 
@@ -146,12 +148,50 @@ def regimes_n_values(model, dataset):
 
 
 def regimes_sweeps(dataset):
-    """[(model, n)] of every sweep on `dataset`, in a fixed order."""
+    """[(model, n)] of every sweep with the DDPM sampler on `dataset`, in a fixed order (the figures' sweeps)."""
     return [(model, n) for model in REGIMES_MODELS for n in regimes_n_values(model, dataset)]
 
 
-def regimes_sweep_folder(dataset, model, n):
-    return f"results/regimes/{dataset}/n{n}/{model}"
+def regimes_runs(dataset):
+    """[(model, n, sampler)] of every sweep on `dataset`: the DDPM sweeps, and at the whole subset each
+    further sampler of `regimes.samplers` (the sampler comparison) for every model measured there."""
+    runs = [(model, n, "ddpm") for model, n in regimes_sweeps(dataset)]
+    whole = subset_n(dataset)
+    for sampler in REGIMES.samplers[1:]:
+        runs += [(model, n, sampler) for model, n in regimes_sweeps(dataset) if n == whole]
+    return runs
+
+
+def regimes_sweep_folder(dataset, model, n, sampler="ddpm"):
+    return f"results/regimes/{dataset}/n{n}/{model}/{sampler}"
+
+
+def regimes_sweep_pairs(wildcards):
+    """Clone pairs of one sweep: the model's count for the DDPM sampler, n_pairs_sampler for the others."""
+    if wildcards.sampler != "ddpm":
+        return REGIMES.sampler_pairs(wildcards.model)
+    return REGIMES.pairs_for(wildcards.model, n=int(wildcards.n), subset_n=subset_n(wildcards.dataset))
+
+
+def regimes_uturns(wildcards=None):
+    """U-turn tables: one per DDPM sweep (model, n) of every dataset, when `regimes.uturn` is on."""
+    if not REGIMES.uturn:
+        return []
+    return [
+        f"results/regimes/{dataset}/n{n}/{model}/uturn.csv"
+        for dataset in config["regimes"]["datasets"]
+        for model, n in regimes_sweeps(dataset)
+    ]
+
+
+def regimes_law_cells(wildcards=None):
+    """Rows of the collapse-law grid: every (resolution, n) of every dataset in `regimes.law_datasets`."""
+    return [
+        f"results/regimes/{dataset}/law/r{side}_n{n}.csv"
+        for dataset in REGIMES.law_datasets
+        for side in REGIMES.law_resolutions
+        for n in REGIMES.law_n_for(subset_n=subset_n(dataset))
+    ]
 
 
 def regimes_model_inputs(wildcards):
@@ -179,9 +219,9 @@ def regimes_top_entropy(wildcards):
 
 def regimes_rows(wildcards=None):
     return [
-        f"{regimes_sweep_folder(dataset, model, n)}/row.csv"
+        f"{regimes_sweep_folder(dataset, model, n, sampler)}/row.csv"
         for dataset in config["regimes"]["datasets"]
-        for model, n in regimes_sweeps(dataset)
+        for model, n, sampler in regimes_runs(dataset)
     ]
 
 
@@ -219,6 +259,11 @@ def provenance(path):
 def with_provenance(*paths):
     """Outputs plus their provenance sidecars."""
     return [p for path in paths for p in (path, provenance(path))]
+
+
+def with_provenance_only(stem):
+    """The provenance sidecars of the .pdf and .png of a figure `stem` (the figures are outputs of their own)."""
+    return [provenance(f"{stem}.{ext}") for ext in ("pdf", "png")]
 
 
 # The figures of the regimes stage, per dataset (results/figures/regimes_<stem>_<dataset>.pdf/.png).

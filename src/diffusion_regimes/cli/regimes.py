@@ -5,6 +5,10 @@
 ``regimes-row``       one row of results/tables/regimes.csv per (dataset, n, model)
 ``regimes-table``     gather the rows
 ``regimes-figures``   phi(t) vs t/t_S, phi_C with the t̂_C histogram and f^e/alpha, the image strip
+``regimes-uturn``     U-turn (forward-backward) curves of one model on a prefix, for every sampler
+``regimes-law``       one cell of the collapse law over (resolution, n)
+``regimes-gather``    concatenate per-job tables (the U-turn and collapse-law tables)
+``regimes-law-figure``, ``regimes-uturn-figure``, ``regimes-samplers-figure``: their figures
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from diffusion_regimes.cli.common import (
 from diffusion_regimes.config import from_json
 from diffusion_regimes.errors import ConfigError, DataError
 from diffusion_regimes.provenance import save_torch, write_json, write_table
+from diffusion_regimes.regimes import SAMPLERS
 from diffusion_regimes.runtime import resolve_device, set_threads
 from diffusion_regimes.sampler import VARIANCES
 from diffusion_regimes.seeds import derived_seed
@@ -80,18 +85,18 @@ def _regimes_clone(args: argparse.Namespace) -> None:
     plan = plan_sweep(spec, dataset=args.dataset, model=args.model, n=args.n, subset_n=full.n,
                       t_s_theory=t_s_theory, t_c_entropy=t_c_entropy, base_seed=args.seed,
                       inputs_digest=_file_digest(args.subset, args.classifier, args.checkpoint),
-                      pairs=args.pairs, steps=args.steps, variance=args.variance)
+                      pairs=args.pairs, steps=args.steps, variance=args.variance, sampler=args.sampler)
     subset = training_prefix(full, args.n, where=args.subset)  # one read of the file
     classifier, record = load_classifier(args.classifier, device=device)
     score, model_record = _score(args.model, training=subset.images, spec=spec, checkpoint=args.checkpoint,
                                  device=device)
     pairs, steps, variance, seed = plan.pairs, plan.steps, plan.variance, plan.seed
     result = cloning_experiment(score=score, training=subset.images, spec=spec, n_pairs=pairs, steps=steps,
-                                variance=variance, times=plan.times, seed=seed,
+                                variance=variance, sampler=plan.sampler, times=plan.times, seed=seed,
                                 chunk_dir=Path(args.chunk_dir) / plan.chunk_key,
                                 progress=True, labeller=lambda x: probabilities(classifier, x))
     config = {"regimes": spec_record(args.spec), "dataset": args.dataset, "n": args.n, "model": args.model,
-              "pairs": pairs, "steps": steps, "variance": variance, **model_record}
+              "sampler": plan.sampler, "pairs": pairs, "steps": steps, "variance": variance, **model_record}
     table = result.branch_table()
     table.insert(0, "classifier_accuracy", record["held_out_accuracy"])
     write_table(table, args.branches, config=config, seed=seed)
@@ -105,7 +110,8 @@ def _regimes_clone(args: argparse.Namespace) -> None:
                "real_confident_fraction": record.get("held_out_confident_fraction", float("nan")),
                **model_record}
     write_json(args.summary, summary, config=config, seed=seed)
-    job_summary().update(model=args.model, n=args.n, pairs=pairs, t_S_fit=summary["t_s_fit"],
+    job_summary().update(model=args.model, sampler=plan.sampler, n=args.n, pairs=pairs,
+                         t_S_fit=summary["t_s_fit"],
                          t_C_fit=summary["t_c_phi_c_fit"], t_C_hat_mean=summary["t_c_hat_mean"],
                          memorised_fraction=summary["memorised_fraction"],
                          confident_fraction=summary["confident_fraction"])
@@ -113,8 +119,9 @@ def _regimes_clone(args: argparse.Namespace) -> None:
     save_torch({"samples": result.samples.float(), "neighbours": result.neighbours,
                 "memorisation_ratio": torch.as_tensor(result.memorisation)}, args.samples, config=config,
                seed=seed)
-    log.info("%s n=%d %s: %d pairs x %d branch times, K = %d steps (%s variance), t_S fit %.3f [%.3f, %.3f], "
-             "t_C fit %.3f [%.3f, %.3f], %.0f s", args.dataset, args.n, args.model, pairs,
+    log.info("%s n=%d %s (%s): %d pairs x %d branch times, K = %d steps (%s variance), t_S fit %.3f "
+             "[%.3f, %.3f], t_C fit %.3f [%.3f, %.3f], %.0f s", args.dataset, args.n, args.model,
+             plan.sampler, pairs,
              result.branch_steps.size, steps, variance, summary["t_s_fit"], summary["t_s_fit_low"],
              summary["t_s_fit_high"], summary["t_c_phi_c_fit"], summary["t_c_phi_c_fit_low"],
              summary["t_c_phi_c_fit_high"], result.seconds)
@@ -201,7 +208,9 @@ def _regimes_figures(args: argparse.Namespace) -> None:
     )
 
     table = pd.read_csv(args.table)
-    rows = table[table["dataset"] == args.dataset].sort_values(["model", "n"])
+    # the sweep figures show the paper's sampler; the others are compared in regimes-samplers-figure
+    rows = table[(table["dataset"] == args.dataset) & (table.get("sampler", "ddpm") == "ddpm")]
+    rows = rows.sort_values(["model", "n"])
     if rows.empty:
         raise DataError(f"{args.table} has no rows for dataset {args.dataset!r}")
     t_s = float(rows["t_s_theory"].iloc[0])
@@ -247,6 +256,125 @@ def _regimes_figures(args: argparse.Namespace) -> None:
                 config=cfg, seed=args.seed)
 
 
+def _regimes_uturn(args: argparse.Namespace) -> None:
+    """U-turns of one model on a training prefix, for every configured sampler: starts from training
+    images (the first of the prefix) and, when the subset has images past the prefix, held-out ones."""
+    from diffusion_regimes.classifier import load_classifier, probabilities
+    from diffusion_regimes.regimes import RegimesSpec, sampler_integrator
+    from diffusion_regimes.schedule import DDPMSchedule
+    from diffusion_regimes.uturn import class_prior, uturn, uturn_table, uturn_times
+
+    set_threads(args.threads)
+    spec = from_json(RegimesSpec, args.spec, where="regimes")
+    device = resolve_device(args.device)
+    full = load_subset(args.subset)
+    _, t_s_theory = _spectrum_of(args.spectrum, args.dataset)
+    t_c_entropy = float(pd.read_csv(args.entropy)["t_c_entropy"].iloc[0])
+    subset = training_prefix(full, args.n, where=args.subset)
+    classifier, _ = load_classifier(args.classifier, device=device)
+    score, model_record = _score(args.model, training=subset.images, spec=spec, checkpoint=args.checkpoint,
+                                 device=device)
+    m = args.starts
+    kinds = {"training": (subset.images[:m], subset.labels[:m], torch.arange(min(m, subset.n)))}
+    if full.n > args.n:  # images of the pair left out of the training prefix
+        held = slice(args.n, min(args.n + m, full.n))
+        kinds["held_out"] = (full.images[held], full.labels[held], torch.full((held.stop - held.start,), -1))
+    times = uturn_times(t_min=spec.branch_t_min, t_max=spec.branch_t_max_factor * t_s_theory,
+                        count=spec.uturn_times)
+    prior = class_prior(subset.labels)
+    seed = derived_seed(args.seed, "regimes-uturn", args.dataset, args.n, args.model)
+    tables = []
+    for sampler in args.samplers:
+        integrator = sampler_integrator(sampler, steps=args.steps, schedule=DDPMSchedule(),
+                                        variance=args.variance)
+        for kind, (starts, labels, index) in kinds.items():
+            generator = torch.Generator().manual_seed(derived_seed(seed, sampler, kind))
+            result = uturn(starts.to(torch.float64), start_labels=labels, start_index=index, times=times,
+                           training=subset.images, score=score, integrator=integrator,
+                           labeller=lambda x: probabilities(classifier, x), generator=generator,
+                           max_chunk_bytes=spec.max_chunk_bytes)
+            tables.append(uturn_table(result, prior=prior, dataset=args.dataset, model=args.model,
+                                      sampler=sampler, n=args.n, starts_from=kind, t_s_theory=t_s_theory,
+                                      t_c_entropy=t_c_entropy, seed=seed))
+            log.info("%s n=%d %s %s, %s starts (%d): class curve halfway at t = %.3f, return at t = %.3f",
+                     args.dataset, args.n, args.model, sampler, kind, result.starts,
+                     tables[-1]["t_class_mid"].iloc[0], tables[-1]["t_return_mid"].iloc[0])
+    config = {"regimes": spec_record(args.spec), "dataset": args.dataset, "n": args.n, "model": args.model,
+              "samplers": args.samplers, "steps": args.steps, "variance": args.variance, "starts": m,
+              **model_record}
+    write_table(pd.concat(tables, ignore_index=True), args.out, config=config, seed=seed)
+    job_summary().update(model=args.model, n=args.n, samplers=list(args.samplers), kinds=list(kinds))
+
+
+def _regimes_law(args: argparse.Namespace) -> None:
+    from diffusion_regimes.law import law_cell
+    from diffusion_regimes.regimes import RegimesSpec
+
+    set_threads(args.threads)
+    spec = from_json(RegimesSpec, args.spec, where="regimes")
+    full = load_subset(args.subset)
+    n = full.n if args.n == "all" else int(args.n)
+    if not 2 <= n <= full.n:
+        raise ConfigError(f"regimes.law_n_values: n = {n} is outside [2, {full.n}] for {args.subset}")
+    seed = derived_seed(args.seed, "regimes-law", full.dataset, args.resolution, n)
+    row = law_cell(full, side=args.resolution, n=n, spec=spec, seed=seed, device=resolve_device(args.device),
+                   progress=True)
+    write_table(pd.DataFrame([row]), args.out,
+                config={"regimes": spec_record(args.spec), "resolution": args.resolution, "n": n}, seed=seed)
+    job_summary().update(resolution=args.resolution, n=n, t_C_entropy=row["t_c_entropy"],
+                         t_C_phi_c_fit=row["t_c_phi_c_fit"], t_C_hat_mean=row["t_c_hat_mean"])
+
+
+def _regimes_gather(args: argparse.Namespace) -> None:
+    """One table from per-job tables with the same columns (rows in the order given)."""
+    frames = [pd.read_csv(p) for p in args.tables]
+    columns = list(frames[0].columns)
+    for path, frame in zip(args.tables, frames, strict=True):
+        if list(frame.columns) != columns:
+            raise DataError(f"{path} has the columns {list(frame.columns)}, not {columns} like "
+                            f"{args.tables[0]}; it was written by another version: re-run the job that "
+                            "writes it")
+    write_table(pd.concat(frames, ignore_index=True), args.out, config={"tables": args.tables},
+                seed=args.seed)
+
+
+def _regimes_law_figure(args: argparse.Namespace) -> None:
+    from diffusion_regimes.plots import save_figure
+    from diffusion_regimes.plots.regimes import law_figure
+
+    table = pd.read_csv(args.table)
+    rows = table[table["dataset"] == args.dataset]
+    if rows.empty:
+        raise DataError(f"{args.table} has no rows for dataset {args.dataset!r}")
+    save_figure(law_figure(rows, title=args.dataset), args.out, config={"dataset": args.dataset},
+                seed=args.seed)
+
+
+def _regimes_uturn_figure(args: argparse.Namespace) -> None:
+    from diffusion_regimes.plots import save_figure
+    from diffusion_regimes.plots.regimes import uturn_figure
+
+    table = pd.read_csv(args.table)
+    rows = table[table["dataset"] == args.dataset]
+    if rows.empty:
+        raise DataError(f"{args.table} has no rows for dataset {args.dataset!r}")
+    save_figure(uturn_figure(rows, title=args.dataset), args.out, config={"dataset": args.dataset},
+                seed=args.seed)
+
+
+def _regimes_samplers_figure(args: argparse.Namespace) -> None:
+    from diffusion_regimes.plots import save_figure
+    from diffusion_regimes.plots.regimes import samplers_figure
+
+    table = pd.read_csv(args.table)
+    rows = table[table["dataset"] == args.dataset]
+    if rows.empty:
+        raise DataError(f"{args.table} has no rows for dataset {args.dataset!r}")
+    uturns = pd.read_csv(args.uturn)
+    save_figure(samplers_figure(rows, uturns[uturns["dataset"] == args.dataset], title=args.dataset),
+                args.out, config={"dataset": args.dataset}, seed=args.seed)
+
+
 SWEEP_FILES = ("branches", "trajectories", "samples", "strip")
 
 
@@ -275,6 +403,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs", type=int, default=None, help="clone pairs per branch time")
     p.add_argument("--steps", type=int, default=None, help="sampler steps K (default: the spec's)")
     p.add_argument("--variance", default=None, choices=VARIANCES, help="sampler noise variance rule")
+    p.add_argument("--sampler", default="ddpm", choices=SAMPLERS, help="backward dynamics (default: ddpm)")
     p.add_argument("--chunk-dir", required=True,
                    help="folder of completed chunks of pairs (a re-run resumes from them)")
     for name in ("branches", "trajectories", "summary", "strip", "samples"):
@@ -320,3 +449,47 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out-neighbours", required=True, help="samples | nearest | 2nd nearest figure")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_regimes_figures)
+
+    p = sub.add_parser("regimes-uturn", help="U-turn curves of one model on a prefix, for every sampler")
+    add_spec_arguments(p)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--subset", required=True)
+    p.add_argument("--classifier", required=True)
+    p.add_argument("--spectrum", required=True, help="spectrum row .json of the dataset (theory t_S)")
+    p.add_argument("--entropy", required=True, help="f^e table of this prefix")
+    p.add_argument("--n", type=int, required=True, help="training-set size (prefix of the subset)")
+    p.add_argument("--model", default="exact", choices=("exact", "unet"))
+    p.add_argument("--checkpoint", default=None, help="denoiser checkpoint (model unet)")
+    p.add_argument("--samplers", nargs="+", choices=SAMPLERS, default=["ddpm"])
+    p.add_argument("--starts", type=int, required=True, help="start images of each kind")
+    p.add_argument("--steps", type=int, required=True, help="sampler steps K")
+    p.add_argument("--variance", default="large", choices=VARIANCES, help="noise rule of the ddpm steps")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_regimes_uturn, uses_network=True)
+
+    p = sub.add_parser("regimes-law", help="one cell of the collapse law on real data")
+    add_spec_arguments(p)
+    p.add_argument("--subset", required=True)
+    p.add_argument("--resolution", type=int, required=True, help="side of the pooled images")
+    p.add_argument("--n", required=True, help="training-set size, or 'all'")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_regimes_law, gpu_capable=True)
+
+    p = sub.add_parser("regimes-gather", help="concatenate per-job tables with the same columns")
+    p.add_argument("--tables", nargs="+", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_regimes_gather)
+
+    figures = (("regimes-law-figure", _regimes_law_figure, "collapse law on real data"),
+               ("regimes-uturn-figure", _regimes_uturn_figure, "U-turn curves"),
+               ("regimes-samplers-figure", _regimes_samplers_figure, "sampler comparison"))
+    for name, func, help_text in figures:
+        p = sub.add_parser(name, help=f"figure: {help_text} of one dataset")
+        p.add_argument("--table", required=True)
+        p.add_argument("--dataset", required=True)
+        if name == "regimes-samplers-figure":
+            p.add_argument("--uturn", required=True, help="the U-turn table")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--out", required=True)
+        p.set_defaults(func=func)

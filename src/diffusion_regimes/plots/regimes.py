@@ -187,3 +187,121 @@ def strip_figure(strip: Sequence[tuple[int, float, torch.Tensor]], *, to_pixels,
     fig.suptitle("one cloned pair: shared history down to the branch time (red frame: first image after "
                  "it), independent noise below", fontsize=8)
     return fig
+
+
+def _interval(values: pd.Series, low: pd.Series, high: pd.Series) -> np.ndarray:
+    """Asymmetric error bars ``(2, N)`` from an interval (0 where an end is missing)."""
+    return np.nan_to_num(np.vstack([values - low, high - values]).clip(min=0.0))
+
+
+def law_figure(table: pd.DataFrame, *, title: str):
+    """The collapse law on real data (one row of regimes_law.csv per cell).
+
+    Left: the sampled t_C (logistic fit of φ_C, circles, with its interval; mean t̂_C ± SE, squares)
+    against the t_C the excess entropy of the training set predicts, log-log, with the identity line;
+    one colour per resolution, marker size growing with n.  Right: all three against α = log(n)/d.
+    """
+    fig, (ax, ax_a) = new_figure(1, 2, figsize=(10.5, 4.2))
+    for i, (side, rows) in enumerate(table.sort_values("n").groupby("resolution", sort=True)):
+        colour = f"C{i}"
+        entropy = rows["t_c_entropy"]
+        x_err = _interval(entropy, rows["t_c_entropy_low"], rows["t_c_entropy_high"])
+        ax.errorbar(entropy, rows["t_c_phi_c_fit"], xerr=x_err,
+                    yerr=_interval(rows["t_c_phi_c_fit"], rows["t_c_phi_c_fit_low"],
+                                   rows["t_c_phi_c_fit_high"]),
+                    marker="o", ls="none", ms=5, capsize=2, color=colour,
+                    label=rf"{side}$\times${side}: $\varphi_C$ fit")
+        ax.errorbar(entropy, rows["t_c_hat_mean"], yerr=rows["t_c_hat_se"], marker="s", ls="none", ms=4,
+                    capsize=2, color=colour, mfc="none", label=rf"{side}$\times${side}: mean $\hat t_C$")
+        ax_a.plot(rows["alpha"], rows["t_c_entropy"], color=colour, ls="-", marker="^", ms=4,
+                  label=rf"{side}$\times${side}: $f^e$")
+        ax_a.errorbar(rows["alpha"], rows["t_c_phi_c_fit"],
+                      yerr=_interval(rows["t_c_phi_c_fit"], rows["t_c_phi_c_fit_low"],
+                                     rows["t_c_phi_c_fit_high"]),
+                      color=colour, ls="--", marker="o", ms=4, capsize=2,
+                      label=rf"{side}$\times${side}: $\varphi_C$ fit")
+        for _, r in rows.iterrows():
+            ax.annotate(f"{int(r['n'])}", (r["t_c_entropy"], r["t_c_phi_c_fit"]), fontsize=6,
+                        xytext=(3, -7), textcoords="offset points", color=colour)
+    finite = pd.concat([table["t_c_entropy"], table["t_c_phi_c_fit"], table["t_c_hat_mean"]])
+    finite = finite[np.isfinite(finite) & (finite > 0)]
+    if not finite.empty:
+        lo, hi = float(finite.min()) / 1.5, float(finite.max()) * 1.5
+        ax.plot([lo, hi], [lo, hi], color="k", lw=1, ls=":", label="identity")
+    ax.set(xscale="log", yscale="log", xlabel=r"$t_C$ predicted by $f^e$ of the training set",
+           ylabel=r"$t_C$ sampled with the exact score", title=f"{title}: sampled vs predicted $t_C$")
+    ax_a.set(xscale="log", yscale="log", xlabel=r"$\alpha = \log n / d$", ylabel=r"$t_C$",
+             title=r"$t_C$ against $\alpha$ (labels: n)")
+    ax.legend(fontsize=6, ncol=2)
+    ax_a.legend(fontsize=6, ncol=2)
+    return fig
+
+
+SAMPLER_STYLE = {"ddpm": "-", "euler_maruyama": "--", "heun": ":"}
+SAMPLER_NAME = {"ddpm": "DDPM ancestral", "euler_maruyama": "Euler-Maruyama SDE", "heun": "Heun ODE"}
+
+
+def uturn_figure(table: pd.DataFrame, *, title: str):
+    """U-turn curves of one dataset: one column per (model, n); top row the probability that the end
+    image keeps the class of x₀, bottom row the probability that it returns to x₀ (training starts) or
+    copies some training image (held-out starts, dotted grey).  Line style: the sampler; colour: the kind
+    of start.  Vertical lines: the theory t_S (top) and the f^e t_C (bottom)."""
+    groups = list(table.sort_values(["model", "n"]).groupby(["model", "n"], sort=False))
+    fig, axes = new_figure(2, len(groups), figsize=(4.2 * len(groups), 6.4), squeeze=False, sharex=True)
+    for j, ((model, n), rows) in enumerate(groups):
+        top, bottom = axes[0][j], axes[1][j]
+        for (sampler, kind), curve in rows.groupby(["sampler", "starts_from"], sort=False):
+            colour = "C0" if kind == "training" else "C1"
+            ls = SAMPLER_STYLE.get(sampler, "-.")
+            label = f"{SAMPLER_NAME.get(sampler, sampler)}, {kind.replace('_', '-')} starts"
+            top.errorbar(curve["t"], curve["same_class"], yerr=curve["same_class_se"], color=colour, ls=ls,
+                         marker="o", ms=3, capsize=2, lw=1, label=label)
+            if kind == "training":
+                bottom.errorbar(curve["t"], curve["returned"], yerr=curve["returned_se"], color=colour, ls=ls,
+                                marker="o", ms=3, capsize=2, lw=1, label=f"{label}: returns to $x_0$")
+            else:
+                bottom.plot(curve["t"], curve["memorised"], color="0.5", ls=ls, marker=".", lw=1,
+                            label=f"{label}: copies a training image")
+        first = rows.iloc[0]
+        top.axhline(float(first["class_prior"]), color="0.6", lw=0.8, ls="-.", label="class prior")
+        top.axvline(float(first["t_s_theory"]), color="k", ls="--", lw=1, label=r"theory $t_S$")
+        if np.isfinite(first["t_c_entropy"]):
+            bottom.axvline(float(first["t_c_entropy"]), color="k", ls="--", lw=1, label=r"$t_C$ from $f^e$")
+        top.set(xscale="log", ylim=(0.3, 1.05), ylabel="P(class of end = class of $x_0$)",
+                title=f"{title}: {MODEL_NAME.get(model, model)}, n = {int(n)}")
+        bottom.set(xscale="log", ylim=(-0.05, 1.05), xlabel="U-turn time t", ylabel="P(end = $x_0$)")
+        top.legend(fontsize=6)
+        bottom.legend(fontsize=6)
+    return fig
+
+
+def samplers_figure(rows: pd.DataFrame, uturns: pd.DataFrame, *, title: str):
+    """Does the sampler matter?  Per (model, sampler) at the whole subset: mean t̂_C ± SE, the memorised
+    fraction, and the U-turn class-curve midpoint (training starts) against the theory t_S; fitted t_S
+    of the stochastic samplers with its interval."""
+    n_top = rows.groupby("model")["n"].transform("max")
+    top = rows[rows["n"] == n_top].copy()
+    fig, (ax_c, ax_m, ax_s) = new_figure(1, 3, figsize=(13.0, 4.0))
+    labels = [f"{MODEL_NAME.get(r.model, r.model).split(' ')[0]}\n{SAMPLER_NAME.get(r.sampler, r.sampler)}"
+              for r in top.itertuples()]
+    x = np.arange(len(top))
+    colours = [f"C{0 if m == 'exact' else 1}" for m in top["model"]]
+    ax_c.bar(x, top["t_c_hat_mean"], yerr=top["t_c_hat_se"], color=colours, capsize=3)
+    ax_c.set(ylabel=r"mean $\hat t_C$ (nearest-neighbour tracking)", title=f"{title}: collapse time")
+    ax_m.bar(x, top["memorised_fraction"], color=colours)
+    ax_m.set(ylabel="memorised fraction of samples", ylim=(0, 1.05), title="memorisation")
+    fit = top["t_s_fit"]
+    ax_s.errorbar(x, fit, yerr=_interval(fit, top["t_s_fit_low"], top["t_s_fit_high"]), ls="none", marker="D",
+                  capsize=3, color="k", label=r"$t_S$ fitted to $\varphi(t)$ (stochastic samplers)")
+    mids = []
+    for r in top.itertuples():
+        match = uturns[(uturns["model"] == r.model) & (uturns["sampler"] == r.sampler)
+                       & (uturns["n"] == r.n) & (uturns["starts_from"] == "training")]
+        mids.append(float(match["t_class_mid"].iloc[0]) if not match.empty else np.nan)
+    ax_s.plot(x, mids, ls="none", marker="o", color="C2", label="U-turn class curve halfway")
+    ax_s.axhline(float(top["t_s_theory"].iloc[0]), color="k", ls="--", lw=1, label=r"theory $t_S$")
+    ax_s.set(ylabel="time", title="speciation")
+    ax_s.legend(fontsize=7)
+    for ax in (ax_c, ax_m, ax_s):
+        ax.set_xticks(x, labels, fontsize=7)
+    return fig
