@@ -296,6 +296,47 @@ def test_missing_fashion_files_name_the_debian_package(tmp_path):
                                    classes=("trouser", "sneaker"), n=4), name="f")
 
 
+def test_fashion_download_is_opt_in_checksummed_and_keeps_nothing_bad(tmp_path, mnist_idx, monkeypatch):
+    """`download: true` fetches the missing IDX files through pooch with their published MD5s (network
+    replaced by the fixture's files); a checksum failure is a DataError and no file is kept."""
+    import shutil
+
+    import pooch
+
+    from diffusion_regimes.data import sources
+
+    fixture, _, _ = mnist_idx
+    asked = []
+
+    def fake_retrieve(url, *, known_hash, fname, path, progressbar):
+        asked.append((url, known_hash))
+        source = fixture / fname
+        if not source.is_file():  # the test split: any IDX bytes will do here
+            source = fixture / fname.replace("t10k", "train")
+        Path(path).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, Path(path) / fname)
+        return str(Path(path) / fname)
+
+    monkeypatch.setattr(pooch, "retrieve", fake_retrieve)
+    target = tmp_path / "fetched"
+    spec = DatasetSpec(format="fashion_idx", path=str(target), download=True, classes=("trouser", "sneaker"),
+                       n=4)
+    assert prepare_subset(spec, name="f").n == 4
+    assert [u.rsplit("/", 1)[1] for u, _ in asked] == list(sources.FASHION_MD5)
+    assert all(h == f"md5:{sources.FASHION_MD5[u.rsplit('/', 1)[1]]}" for u, h in asked)
+    assert prepare_subset(spec, name="f").n == 4 and len(asked) == 4  # nothing fetched twice
+
+    def bad_hash(url, **kwargs):
+        raise ValueError("MD5 hash of downloaded file does not match the known hash")
+
+    monkeypatch.setattr(pooch, "retrieve", bad_hash)
+    empty = tmp_path / "bad"
+    with pytest.raises(DataError, match="failed its checksum"):
+        prepare_subset(DatasetSpec(format="fashion_idx", path=str(empty), download=True,
+                                   classes=("trouser", "sneaker"), n=4), name="f")
+    assert not empty.exists() or not any(empty.iterdir())
+
+
 @pytest.mark.skipif(not (FASHION_FILES / "train-images-idx3-ubyte.gz").is_file(),
                     reason="Fashion-MNIST is not installed: apt-get install dataset-fashion-mnist")
 def test_fashion_from_the_debian_package():

@@ -107,7 +107,7 @@ def raw_inputs(wildcards):
     entry = config["datasets"][wildcards.dataset]
     spec = build_section(DatasetSpec, entry, where=f"datasets.{wildcards.dataset}")
     paths = raw_paths(spec)
-    if spec.format == "cifar10" and spec.download and not paths[0].exists():
+    if spec.format in ("cifar10", "fashion_idx") and spec.download and not paths[0].exists():
         paths = paths[1:]  # the job downloads it
     return [str(p) for p in paths]
 

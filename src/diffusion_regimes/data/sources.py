@@ -233,9 +233,50 @@ FASHION_NAMES = ("t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal"
 FASHION_DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 FASHION_ORIGIN = (
     "install them with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu; the files then lie in "
-    f"{FASHION_DEBIAN}, the default when `path` is not set), or put train-images-idx3-ubyte.gz and "
-    "train-labels-idx1-ubyte.gz from the Fashion-MNIST repository in a folder and set `path` to it."
+    f"{FASHION_DEBIAN}, the default when `path` is not set), or set `datasets.<name>.download: true` to "
+    "fetch them (MD5-verified), or put train-images-idx3-ubyte.gz and train-labels-idx1-ubyte.gz from the "
+    "Fashion-MNIST repository in a folder and set `path` to it."
 )
+# the published files and their MD5s (Fashion-MNIST repository README)
+FASHION_URL = "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"
+FASHION_MD5 = {
+    "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+    "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+    "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+    "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+}
+FASHION_DOWNLOADS = Path("resources/fashion-mnist")  # where `download: true` puts them when `path` is unset
+
+
+def fashion_folder(spec: DatasetSpec) -> Path:
+    """The folder of the Fashion-MNIST IDX files of ``spec``: ``path`` when set; else the Debian package's
+    folder, unless it is absent and ``download`` is on (then resources/fashion-mnist)."""
+    if spec.path:
+        return Path(spec.path)
+    if spec.download and not FASHION_DEBIAN.is_dir():
+        return FASHION_DOWNLOADS
+    return FASHION_DEBIAN
+
+
+def fetch_fashion_mnist(folder: Path) -> Path:
+    """Download the four Fashion-MNIST IDX files missing from ``folder`` with pooch, each verified against
+    its published MD5 (pooch moves a file into place only when its hash matches: a failed or corrupted
+    download leaves nothing behind)."""
+    import pooch
+
+    for name, md5 in FASHION_MD5.items():
+        if (folder / name).is_file() or (folder / name.removesuffix(".gz")).is_file():
+            continue
+        try:
+            pooch.retrieve(FASHION_URL + name, known_hash=f"md5:{md5}", fname=name, path=folder,
+                           progressbar=True)
+        except ValueError as exc:  # pooch's hash mismatch
+            raise DataError(f"Fashion-MNIST download of {name} failed its checksum ({exc}); nothing was "
+                            "kept") from exc
+        except Exception as exc:  # noqa: BLE001 - network errors of any kind
+            raise DataError(f"Fashion-MNIST download from {FASHION_URL + name} failed ({exc}); "
+                            "`apt-get install dataset-fashion-mnist` installs the same files") from exc
+    return folder
 
 
 def fashion_key(name: str) -> str:
@@ -263,7 +304,10 @@ def fashion_training_split(folder: Path) -> tuple[np.ndarray, np.ndarray, dict[s
 def read_fashion_idx(spec: DatasetSpec) -> Source:
     """Fashion-MNIST from its IDX files (training split), padded to 32 x 32 as MNIST."""
     wanted = _resolve_names(spec.classes, fashion_names(), what="Fashion-MNIST", normalise=fashion_key)
-    images, labels, checksums = fashion_training_split(Path(spec.path) if spec.path else FASHION_DEBIAN)
+    folder = fashion_folder(spec)
+    if spec.download and not any((folder / f"train-images-idx3-ubyte{ext}").is_file() for ext in ("", ".gz")):
+        fetch_fashion_mnist(folder)
+    images, labels, checksums = fashion_training_split(folder)
     return Source(_split_by_label(pad_mnist(images), labels, wanted, spec.classes), checksums)
 
 
