@@ -44,6 +44,19 @@ def test_cnn_learns_planted_classes_deterministically_and_round_trips(tmp_path):
     assert torch.equal(predict(model, x.double()), a.predict(x))
 
 
+def test_a_separate_validation_set_is_the_held_out_set():
+    """With `validation` (a dataset's official test split) every subset image trains and the accuracy is
+    measured on the separate set: perfect on the planted classes, chance (0) once its labels are flipped."""
+    x, y = _planted()
+    held_x, held_y = _planted(n=40, seed=5)
+    spec = ClassifierSpec(epochs=4, batch_size=32)
+    trained = train_classifier(x, y, spec=spec, seed=1, validation=(held_x, held_y))
+    assert trained.n_train == 160 and trained.n_held_out == 40 and trained.held_out.numel() == 0
+    assert trained.accuracy >= 0.95
+    flipped = train_classifier(x, y, spec=spec, seed=1, validation=(held_x, 1 - held_y))
+    assert flipped.accuracy <= 0.05
+
+
 def test_resnet18_shapes_and_size():
     net = ResNet18(3)
     assert net(torch.zeros(2, 3, 16, 16)).shape == (2, 2)

@@ -21,7 +21,8 @@ from diffusion_regimes.errors import ConfigError, DataError
 
 def _write_idx(path: Path, array: np.ndarray) -> None:
     header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    with gzip.open(path, "wb") as fh:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "wb") as fh:
         fh.write(header + array.astype(np.uint8).tobytes())
 
 
@@ -288,6 +289,34 @@ def test_fashion_idx_reads_the_pair_by_name(mnist_idx):
     with pytest.raises(DataError, match="unknown Fashion-MNIST class 'sandwich'.*'ankleboot'"):
         prepare_subset(DatasetSpec(format="fashion_idx", path=str(folder), classes=("sandwich", "bag"), n=4),
                        name="f")
+
+
+def test_fashion_test_split_is_the_held_out_set(tmp_path, mnist_idx):
+    """With the t10k files beside the training files, the prepared subset carries the official test split
+    of its two classes (alternating labels, centred with the training means); pooling and a save/load round
+    trip keep it; without them there is none."""
+    folder, _, _ = mnist_idx
+    s = prepare_subset(DatasetSpec(format="fashion_idx", path=str(folder), classes=("trouser", "sneaker"),
+                                   n=8), name="f")
+    assert s.held_out_images is None and s.held_out_labels is None
+    rng = np.random.default_rng(1)
+    test_labels = np.repeat(np.arange(10), 3)
+    test_images = rng.integers(0, 256, (30, 28, 28))
+    _write_idx(folder / "t10k-images-idx3-ubyte.gz", test_images)
+    _write_idx(folder / "t10k-labels-idx1-ubyte", test_labels)  # plain (not gzipped) is read too
+    s = prepare_subset(DatasetSpec(format="fashion_idx", path=str(folder), classes=("trouser", "sneaker"),
+                                   n=8), name="f")
+    assert s.held_out_images.shape == (6, 1, 32, 32) and s.held_out_labels.tolist() == [0, 1] * 3
+    # the first held-out image is the first trouser (label 1) of the test file, centred like the training set
+    first = test_images[test_labels == 1][0] / 255.0
+    got = s.to_pixels(s.held_out_images[:1])[0, 0, 2:30, 2:30].double()
+    assert torch.allclose(got, torch.from_numpy(first), atol=1e-6)
+    assert s.metadata["held_out"] == "official test split"
+    s.save(tmp_path / "out" / "subset.pt")
+    t = PreparedSubset.load(tmp_path / "out" / "subset.pt")
+    assert torch.equal(t.held_out_images, s.held_out_images)
+    assert torch.equal(t.held_out_labels, s.held_out_labels)
+    assert t.pooled(8).held_out_images.shape == (6, 1, 8, 8)
 
 
 def test_missing_fashion_files_name_the_debian_package(tmp_path):

@@ -300,15 +300,21 @@ def train_classifier(
     seed: int,
     device: torch.device | str = "cpu",
     progress: bool = False,
+    validation: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> TrainedClassifier:
     """Train on ``images (n, C, H, W)``, ``labels (n,)`` in {0, 1}; deterministic given ``seed``.
 
     Adam with cross-entropy for ``spec.epochs`` epochs over the training part; the held-out accuracy is
-    measured at the end.
+    measured at the end.  ``validation``: ``(images, labels)`` of a separate held-out set (a dataset's
+    official test split); then every image of ``images`` trains and the accuracy is measured on it
+    (``held_out`` is empty), else ``spec.held_out_fraction`` of ``images`` is held out at random.
     """
     gen = torch.Generator().manual_seed(seed)
-    train_idx, test_idx = split_indices(images.shape[0], held_out_fraction=spec.held_out_fraction,
-                                        generator=gen)
+    if validation is None:
+        train_idx, test_idx = split_indices(images.shape[0], held_out_fraction=spec.held_out_fraction,
+                                            generator=gen)
+    else:
+        train_idx, test_idx = torch.arange(images.shape[0]), torch.zeros(0, dtype=torch.long)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # weight initialisation uses the global generator
         model = build_classifier(spec.architecture, images.shape[1], **_network_options(spec))
@@ -338,9 +344,15 @@ def train_classifier(
             loss.backward()
             opt.step()
         scheduler.step()
-    accuracy = float((predict(model, x[test_idx]) == y[test_idx]).double().mean())
+    if validation is None:
+        accuracy = float((predict(model, x[test_idx]) == y[test_idx]).double().mean())
+        n_held_out = int(test_idx.numel())
+    else:
+        held_x, held_y = validation
+        accuracy = float((predict(model, held_x.to(torch.float32)) == held_y.to(torch.long)).double().mean())
+        n_held_out = int(held_y.numel())
     return TrainedClassifier(model.cpu(), spec, images.shape[1], accuracy, int(train_idx.numel()),
-                             int(test_idx.numel()), test_idx)
+                             n_held_out, test_idx)
 
 
 def save_classifier(

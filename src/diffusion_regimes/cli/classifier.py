@@ -25,14 +25,20 @@ def _classifier_train(args: argparse.Namespace) -> None:
     spec = from_json(ClassifierSpec, args.spec, where="classifier")
     subset = load_subset(args.subset)
     seed = derived_seed(args.seed, "classifier", subset.dataset)
+    # the official test split, when the dataset has one, is the held-out set; else a random part
+    test_split = subset.held_out_images is not None
+    validation = (subset.held_out_images, subset.held_out_labels) if test_split else None
     trained = train_classifier(subset.images, subset.labels, spec=spec, seed=seed,
-                               device=resolve_device(args.device), progress=True)
-    held_out = probabilities(trained.model, subset.images[trained.held_out])
+                               device=resolve_device(args.device), progress=True, validation=validation)
+    held_out = probabilities(trained.model,
+                             subset.held_out_images if test_split else subset.images[trained.held_out])
     real_confident = confident_fraction(held_out, level=CONFIDENT)
     save_classifier(trained, args.out, seed=seed, extra={
         "dataset": subset.dataset, "classes": list(subset.classes),
         # the quality gate of generated samples compares against this (confident = max probability >= 0.9)
-        "held_out_confident_fraction": real_confident})
+        "held_out_confident_fraction": real_confident,
+        "held_out_set": ("official test split" if test_split
+                         else f"random {spec.held_out_fraction} of the subset")})
     job_summary().update(held_out_accuracy=trained.accuracy, held_out_confident_fraction=real_confident,
                          train_images=trained.n_train)
     if trained.accuracy < spec.min_accuracy:

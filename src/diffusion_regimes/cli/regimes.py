@@ -276,7 +276,10 @@ def _regimes_uturn(args: argparse.Namespace) -> None:
                                  device=device)
     m = args.starts
     kinds = {"training": (subset.images[:m], subset.labels[:m], torch.arange(min(m, subset.n)))}
-    if full.n > args.n:  # images of the pair left out of the training prefix
+    if full.held_out_images is not None:  # the dataset's official test split
+        held_images, held_labels = full.held_out_images[:m], full.held_out_labels[:m]
+        kinds["held_out"] = (held_images, held_labels, torch.full((held_labels.numel(),), -1))
+    elif full.n > args.n:  # images of the pair left out of the training prefix
         held = slice(args.n, min(args.n + m, full.n))
         kinds["held_out"] = (full.images[held], full.labels[held], torch.full((held.stop - held.start,), -1))
     times = uturn_times(t_min=spec.branch_t_min, t_max=spec.branch_t_max_factor * t_s_theory,

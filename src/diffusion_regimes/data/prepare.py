@@ -64,9 +64,28 @@ def prepare_subset(spec: DatasetSpec, *, name: str) -> PreparedSubset:
     # Per-channel centring (docs/science.md section 4): one mean per channel, kept to show samples as images.
     means = pixels.mean(dim=(0, 2, 3))
     images = (pixels - means.reshape(1, -1, 1, 1)).to(torch.float32)
+    held_images, held_labels = _held_out(source, spec, means)
     return PreparedSubset(
         images=images, labels=labels, classes=tuple(spec.classes),  # type: ignore[arg-type]
         channel_means=means, dataset=name, indices=indices,
         metadata={"spec": to_dict(spec), "source_checksums": source.checksums,
-                  "source_files": source_files(spec, source.checksums), "available_per_class": counts},
+                  "source_files": source_files(spec, source.checksums), "available_per_class": counts,
+                  "held_out": "official test split" if held_images is not None else None},
+        held_out_images=held_images, held_out_labels=held_labels,
     )
+
+
+def _held_out(source, spec: DatasetSpec,
+              means: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The official test split's images of the two classes (as many of each as the smaller class has,
+    alternating 0, 1, ...), scaled and centred with the training subset's channel means; ``(None, None)``
+    for a source without one."""
+    if source.held_out is None:
+        return None, None
+    per_class = min(source.held_out[c].count for c in spec.classes)
+    blocks = [source.held_out[c].read(np.arange(per_class)) for c in spec.classes]
+    raw = np.empty((2 * per_class, *blocks[0].shape[1:]), dtype=np.uint8)
+    raw[0::2], raw[1::2] = blocks
+    pixels = torch.from_numpy(raw).to(torch.float64) / 255.0
+    images = (pixels - means.reshape(1, -1, 1, 1)).to(torch.float32)
+    return images, torch.arange(2 * per_class, dtype=torch.int64) % 2

@@ -78,6 +78,9 @@ class ClassImages:
 class Source:
     classes: dict[str, ClassImages]
     checksums: dict[str, str] = field(default_factory=dict)
+    # the dataset's official test split, when it has one and the files are there: the held-out images of
+    # the classifier's validation and of the U-turns (never part of a training prefix)
+    held_out: dict[str, ClassImages] | None = None
 
 
 def sha256(path: Path) -> str:
@@ -301,6 +304,15 @@ def fashion_training_split(folder: Path) -> tuple[np.ndarray, np.ndarray, dict[s
         _find_one(folder, "train-labels-idx1-ubyte", what="Fashion-MNIST IDX file", origin=FASHION_ORIGIN))
 
 
+def fashion_test_split(folder: Path) -> tuple[np.ndarray, np.ndarray, dict[str, str]] | None:
+    """The official test split (10 000 images, 1 000 per class), or ``None`` when its files are absent."""
+    try:
+        return _idx_pair(_find_one(folder, "t10k-images-idx3-ubyte"),
+                         _find_one(folder, "t10k-labels-idx1-ubyte"))
+    except DataError:
+        return None
+
+
 def read_fashion_idx(spec: DatasetSpec) -> Source:
     """Fashion-MNIST from its IDX files (training split), padded to 32 x 32 as MNIST."""
     wanted = _resolve_names(spec.classes, fashion_names(), what="Fashion-MNIST", normalise=fashion_key)
@@ -308,7 +320,13 @@ def read_fashion_idx(spec: DatasetSpec) -> Source:
     if spec.download and not any((folder / f"train-images-idx3-ubyte{ext}").is_file() for ext in ("", ".gz")):
         fetch_fashion_mnist(folder)
     images, labels, checksums = fashion_training_split(folder)
-    return Source(_split_by_label(pad_mnist(images), labels, wanted, spec.classes), checksums)
+    test = fashion_test_split(folder)
+    held_out = None
+    if test is not None:
+        held_out = _split_by_label(pad_mnist(test[0]), test[1], wanted, spec.classes)
+        checksums = {**checksums, **test[2]}
+    return Source(_split_by_label(pad_mnist(images), labels, wanted, spec.classes), checksums,
+                  held_out=held_out)
 
 
 # ---------------------------------------------------------------- CIFAR-10

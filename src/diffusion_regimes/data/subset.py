@@ -44,6 +44,9 @@ class PreparedSubset:
     dataset: str
     indices: tuple[Any, ...]
     metadata: dict[str, Any] = field(default_factory=dict, compare=False)
+    # the dataset's official test split for these two classes (alternating labels, same centring), or None
+    held_out_images: torch.Tensor | None = field(default=None, compare=False)
+    held_out_labels: torch.Tensor | None = field(default=None, compare=False)
 
     @property
     def n(self) -> int:
@@ -81,9 +84,12 @@ class PreparedSubset:
         if side < 1 or h % side or w % side or h // side != w // side:
             raise DataError(f"cannot pool {h}x{w} images to {side}x{side}: the side must divide {h}")
         block = h // side
-        images = torch.nn.functional.avg_pool2d(self.images.to(torch.float64), block).to(self.images.dtype)
+        def pool(x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.avg_pool2d(x.to(torch.float64), block).to(x.dtype).contiguous()
+
         metadata = {**self.metadata, "pooled_from": [h, w], "pooling": f"area mean of {block}x{block}"}
-        return dataclasses.replace(self, images=images.contiguous(), metadata=metadata)
+        held = None if self.held_out_images is None else pool(self.held_out_images)
+        return dataclasses.replace(self, images=pool(self.images), metadata=metadata, held_out_images=held)
 
     def prefix(self, n: int) -> PreparedSubset:
         """The first ``n`` images (balanced when n is even, since classes alternate).
@@ -101,10 +107,12 @@ class PreparedSubset:
         path = Path(path)
         spec = self.metadata.get("spec", {})
         seed = spec.get("seed") if isinstance(spec, dict) else None
-        save_torch(
-            {"images": self.images.contiguous(), "labels": self.labels, "channel_means": self.channel_means},
-            path, config={"dataset": self.dataset, "spec": spec}, seed=seed,
-        )
+        tensors = {"images": self.images.contiguous(), "labels": self.labels,
+                   "channel_means": self.channel_means}
+        if self.held_out_images is not None:
+            tensors |= {"held_out_images": self.held_out_images.contiguous(),
+                        "held_out_labels": self.held_out_labels}
+        save_torch(tensors, path, config={"dataset": self.dataset, "spec": spec}, seed=seed)
         record = {
             **self.metadata,
             "dataset": self.dataset,
@@ -137,4 +145,6 @@ class PreparedSubset:
             dataset=meta["dataset"],
             indices=tuple(meta["indices"]),
             metadata={k: v for k, v in meta.items() if k not in known},
+            held_out_images=tensors.get("held_out_images"),
+            held_out_labels=tensors.get("held_out_labels"),
         )
