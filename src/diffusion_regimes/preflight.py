@@ -46,6 +46,8 @@ def _check_references(config: Mapping[str, Any]) -> list[str]:
         "train.batch_size_by_dataset": list(train.get("batch_size_by_dataset") or {}),
         "regimes.datasets": regimes.get("datasets") or [],
         "regimes.law_datasets": regimes.get("law_datasets") or [],
+        "regimes.n_pairs_by_dataset": list(regimes.get("n_pairs_by_dataset") or {}),
+        "regimes.samplers": list(regimes["samplers"]) if isinstance(regimes.get("samplers"), Mapping) else [],
         "regimes.n_values": list(n_values) if isinstance(n_values, Mapping) else [],
     }
     return [

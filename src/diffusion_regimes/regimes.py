@@ -138,8 +138,11 @@ class RegimesSpec:
     strip_times: int = 6  # images per row of the strip figure
     quality_phi_min: float = 0.97  # a row whose phi at the smallest branch time is lower is flagged
     quality_confidence_gap: float = 0.10  # flagged when the confident fraction trails the real one by more
-    # --- the sampler question: every model is also swept with these samplers at n = all ("ddpm" first)
-    samplers: tuple[str, ...] = ("ddpm",)
+    # --- the sampler question: every model is also swept with these samplers at n = all ("ddpm" first);
+    # one list for every dataset, or a mapping dataset -> list (datasets left out: ["ddpm"])
+    samplers: tuple[str, ...] | dict[str, tuple[str, ...]] = ("ddpm",)
+    # clone pairs at the whole subset per dataset (a count, or a mapping model -> count), overriding n_pairs
+    n_pairs_by_dataset: dict[str, int | dict[str, int]] = field(default_factory=dict)
     n_pairs_sampler: int | dict[str, int] = 128  # pairs per branch time of the samplers other than ddpm
     # --- U-turns (forward-backward) from real images, per (model, n) of the ddpm sweeps
     uturn: bool = False
@@ -147,8 +150,9 @@ class RegimesSpec:
     uturn_times: int = 10  # U-turn times, log-spaced on [branch_t_min, branch_t_max_factor x t_S]
     # --- the collapse law on real data: t_C over (resolution, n) of the exact score
     law_datasets: tuple[str, ...] = ()
-    law_resolutions: tuple[int, ...] = (8, 16, 32)
-    law_n_values: tuple[int | str, ...] = (25, 50, 100, 300, N_ALL)
+    # one list for every law dataset, or a mapping dataset -> list (datasets left out: the defaults)
+    law_resolutions: tuple[int, ...] | dict[str, tuple[int, ...]] = (8, 16, 32)
+    law_n_values: tuple[int | str, ...] | dict[str, tuple[int | str, ...]] = (25, 50, 100, 300, N_ALL)
     law_pairs: int = 256
     law_steps: int = 250  # DDPM steps K of the cells' sampler (pooled cells collapse at t ~ 0.005)
     law_entropy_t_min: float = 0.001  # smallest f^e time of a cell (entropy_t_max and _times shared)
@@ -172,14 +176,21 @@ class RegimesSpec:
             raise ConfigError(f"regimes.sampler_variance: {bad} is not valid; choose from {list(VARIANCES)}")
         if not 0 < self.branch_t_min < self.branch_t_max_factor:
             raise ConfigError("regimes: need 0 < branch_t_min and a positive branch_t_max_factor")
-        bad_samplers = [s for s in self.samplers if s not in SAMPLERS]
-        if bad_samplers or not self.samplers or self.samplers[0] != "ddpm":
-            raise ConfigError(f"regimes.samplers: {list(self.samplers)} is not valid; list 'ddpm' first (the "
-                              f"sampler of every sweep and figure), then any of {list(SAMPLERS[1:])}")
+        lists = self.samplers.values() if isinstance(self.samplers, dict) else [self.samplers]
+        for chosen in lists:
+            if any(s not in SAMPLERS for s in chosen) or not chosen or chosen[0] != "ddpm":
+                raise ConfigError(f"regimes.samplers: {list(chosen)} is not valid; list 'ddpm' first (the "
+                                  f"sampler of every sweep and figure), then any of {list(SAMPLERS[1:])}")
         for name, counts in (("n_pairs_sampler", self.n_pairs_sampler), ("uturn_starts", self.uturn_starts)):
             if isinstance(counts, dict) and set(counts) - set(MODELS):
                 raise ConfigError(f"regimes.{name}: unknown model(s) {sorted(set(counts) - set(MODELS))}; "
                                   f"models are {list(MODELS)}")
+
+    def samplers_for(self, dataset: str) -> tuple[str, ...]:
+        """Samplers run on ``dataset`` (``ddpm`` first; config ``regimes.samplers``, a list or a mapping)."""
+        if isinstance(self.samplers, dict):
+            return tuple(self.samplers.get(dataset, ("ddpm",)))
+        return tuple(self.samplers)
 
     def sampler_pairs(self, model: str) -> int:
         """Clone pairs per branch time of a sweep with a sampler other than ddpm."""
@@ -191,14 +202,22 @@ class RegimesSpec:
         starts = self.uturn_starts
         return int(starts.get(model, max(starts.values())) if isinstance(starts, dict) else starts)
 
-    def law_n_for(self, *, subset_n: int) -> tuple[int, ...]:
+    def law_resolutions_for(self, dataset: str) -> tuple[int, ...]:
+        """Pooled sides of the collapse-law grid of ``dataset``."""
+        chosen = self.law_resolutions
+        return tuple(chosen.get(dataset, (8, 16, 32)) if isinstance(chosen, dict) else chosen)
+
+    def law_n_for(self, *, subset_n: int, dataset: str | None = None) -> tuple[int, ...]:
         """Training-set sizes of the collapse-law grid (``"all"`` = ``subset_n``), ascending.
 
         Unlike the sweeps' n these may be odd (a prefix alternates classes, so an odd n has one class one
         image larger): the law is about n, not about balance.
         """
+        chosen = self.law_n_values
+        if isinstance(chosen, dict):
+            chosen = chosen.get(dataset, (25, 50, 100, 300, N_ALL)) if dataset is not None else ()
         sizes = set()
-        for value in self.law_n_values:
+        for value in chosen:
             size = int(subset_n) if value == N_ALL else int(value)
             if not 2 <= size <= subset_n:
                 raise ConfigError(f"regimes.law_n_values: n = {value!r} is outside [2, {subset_n}] (the "
@@ -251,13 +270,15 @@ class RegimesSpec:
                               f"choose from {list(MODELS)}")
         return tuple(chosen)
 
-    def pairs_for(self, model: str, *, n: int, subset_n: int) -> int:
-        """Clone pairs per branch time for ``model`` trained on ``n`` of the ``subset_n`` images."""
+    def pairs_for(self, model: str, *, n: int, subset_n: int, dataset: str | None = None) -> int:
+        """Clone pairs per branch time for ``model`` trained on ``n`` of the ``subset_n`` images (of
+        ``dataset``, whose ``n_pairs_by_dataset`` entry wins at the whole subset)."""
         if model == "exact" and n < subset_n:
             return self.n_pairs_prefix
-        if isinstance(self.n_pairs, dict):
-            return int(self.n_pairs.get(model, max(self.n_pairs.values())))
-        return int(self.n_pairs)
+        pairs = self.n_pairs_by_dataset.get(dataset, self.n_pairs) if dataset is not None else self.n_pairs
+        if isinstance(pairs, dict):
+            return int(pairs.get(model, max(pairs.values())))
+        return int(pairs)
 
     def steps_for(self, model: str) -> int:
         """DDPM sampler steps ``K`` of ``model`` (1000 = the full ancestral sampler)."""
@@ -714,7 +735,7 @@ def plan_sweep(spec: RegimesSpec, *, dataset: str, model: str, n: int, subset_n:
                           f"n = {subset_n}, not {n}")
     times = spec.branch_times(t_speciation=t_s_theory, t_collapse=t_c_entropy, schedule=DDPMSchedule())
     if pairs is None:
-        pairs = (spec.pairs_for(model, n=n, subset_n=subset_n) if sampler == "ddpm"
+        pairs = (spec.pairs_for(model, n=n, subset_n=subset_n, dataset=dataset) if sampler == "ddpm"
                  else spec.sampler_pairs(model))
     steps = steps if steps is not None else spec.steps_for(model)
     variance = variance if variance is not None else spec.variance_for(model)

@@ -157,7 +157,7 @@ def regimes_runs(dataset):
     further sampler of `regimes.samplers` (the sampler comparison) for every model measured there."""
     runs = [(model, n, "ddpm") for model, n in regimes_sweeps(dataset)]
     whole = subset_n(dataset)
-    for sampler in REGIMES.samplers[1:]:
+    for sampler in REGIMES.samplers_for(dataset)[1:]:
         runs += [(model, n, sampler) for model, n in regimes_sweeps(dataset) if n == whole]
     return runs
 
@@ -170,7 +170,8 @@ def regimes_sweep_pairs(wildcards):
     """Clone pairs of one sweep: the model's count for the DDPM sampler, n_pairs_sampler for the others."""
     if wildcards.sampler != "ddpm":
         return REGIMES.sampler_pairs(wildcards.model)
-    return REGIMES.pairs_for(wildcards.model, n=int(wildcards.n), subset_n=subset_n(wildcards.dataset))
+    return REGIMES.pairs_for(wildcards.model, n=int(wildcards.n), subset_n=subset_n(wildcards.dataset),
+                             dataset=wildcards.dataset)
 
 
 def regimes_uturns(wildcards=None):
@@ -189,8 +190,8 @@ def regimes_law_cells(wildcards=None):
     return [
         f"results/regimes/{dataset}/law/r{side}_n{n}.csv"
         for dataset in REGIMES.law_datasets
-        for side in REGIMES.law_resolutions
-        for n in REGIMES.law_n_for(subset_n=subset_n(dataset))
+        for side in REGIMES.law_resolutions_for(dataset)
+        for n in REGIMES.law_n_for(subset_n=subset_n(dataset), dataset=dataset)
     ]
 
 

@@ -179,7 +179,7 @@ rule regimes_uturn:
         sidecar=provenance("results/regimes/{dataset}/n{n}/{model}/uturn.csv"),
     params:
         spec=params_of("regimes_uturn"),
-        samplers=REGIMES.samplers,
+        samplers=lambda wc: REGIMES.samplers_for(wc.dataset),
         starts=lambda wc: REGIMES.uturn_starts_for(wc.model),
         steps=lambda wc: REGIMES.steps_for(wc.model),
         variance=lambda wc: REGIMES.variance_for(wc.model),
@@ -344,8 +344,9 @@ rule regimes_samplers_figure:
 TARGETS.append("results/tables/regimes.csv")
 if REGIMES.uturn:
     TARGETS.append("results/tables/uturn.csv")
-    TARGETS.extend(f"results/figures/regimes_{stem}_{dataset}.pdf"
-                   for dataset in config["regimes"]["datasets"] for stem in ("uturn", "samplers"))
+    TARGETS.extend(f"results/figures/regimes_uturn_{dataset}.pdf" for dataset in config["regimes"]["datasets"])
+    TARGETS.extend(f"results/figures/regimes_samplers_{dataset}.pdf" for dataset in config["regimes"]["datasets"]
+                   if len(REGIMES.samplers_for(dataset)) > 1)
 if REGIMES.law_datasets:
     TARGETS.append("results/tables/regimes_law.csv")
     TARGETS.extend(f"results/figures/regimes_law_{dataset}.pdf" for dataset in REGIMES.law_datasets)
