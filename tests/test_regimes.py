@@ -192,3 +192,22 @@ def test_regimes_table_orders_samplers_as_configured():
     rows = [pd.DataFrame([dict.fromkeys(REGIMES_COLUMNS, 0) | keys | {"sampler": s}])
             for s in ("heun", "ddpm", "euler_maruyama")]
     assert list(regimes_table(rows)["sampler"]) == ["ddpm", "euler_maruyama", "heun"]
+
+
+def test_per_dataset_sampler_pairs_and_law_keys():
+    """samplers, n_pairs_by_dataset, law_resolutions and law_n_values also take a mapping dataset -> value
+    (config/fashion.yaml); datasets left out keep the defaults."""
+    spec = RegimesSpec(samplers={"mnist": ("ddpm", "heun")}, n_pairs={"exact": 1000, "unet": 256},
+                       n_pairs_by_dataset={"fashion": {"exact": 384, "unet": 128}, "shirt": 300},
+                       law_resolutions={"fashion": (32,)}, law_n_values={"fashion": (100, "all")})
+    assert spec.samplers_for("mnist") == ("ddpm", "heun") and spec.samplers_for("fashion") == ("ddpm",)
+    assert spec.pairs_for("exact", n=12000, subset_n=12000, dataset="fashion") == 384
+    assert spec.pairs_for("unet", n=12000, subset_n=12000, dataset="fashion") == 128
+    assert spec.pairs_for("unet", n=1000, subset_n=1000, dataset="shirt") == 300
+    assert spec.pairs_for("exact", n=1000, subset_n=1000, dataset="mnist") == 1000
+    assert spec.pairs_for("exact", n=100, subset_n=12000, dataset="fashion") == spec.n_pairs_prefix
+    assert spec.law_resolutions_for("fashion") == (32,) and spec.law_resolutions_for("mnist") == (8, 16, 32)
+    assert spec.law_n_for(subset_n=12000, dataset="fashion") == (100, 12000)
+    assert spec.law_n_for(subset_n=1000, dataset="mnist") == (25, 50, 100, 300, 1000)
+    with pytest.raises(ConfigError, match="ddpm"):
+        RegimesSpec(samplers={"mnist": ("heun",)})
