@@ -289,3 +289,38 @@ def test_ruff_is_clean():
         pytest.skip("ruff is not installed in this environment (pip install -e '.[test]')")
     run = subprocess.run([str(ruff), "check", "src", "tests"], cwd=REPO, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:]
+
+
+FASHION_FILES = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (FASHION_FILES / "train-images-idx3-ubyte.gz").is_file(),
+                    reason="Fashion-MNIST is not installed: apt-get install dataset-fashion-mnist")
+def test_fashion_overlay_end_to_end(tiny_run, tmp_path):
+    """config/fashion_tiny.yaml on top of a finished tiny run: the Fashion-MNIST pair is prepared from the
+    Debian package's files with its official test split as the held-out set, measured at two prefixes by
+    the exact score and by a UNet trained on it; the finished MNIST jobs do not re-run."""
+    work = tmp_path / "checkout"
+    shutil.copytree(tiny_run, work, symlinks=True)
+    run = _snakemake_here("--configfile", "config/tiny.yaml", "config/fashion_tiny.yaml", "--cores", "2",
+                          cwd=work)
+    assert run.returncode == 0, run.stderr[-4000:]
+    scheduled = _scheduled(run.stdout + run.stderr)
+    assert scheduled.get("train_ddpm") == 1 and scheduled.get("prepare_subset") == 1, scheduled
+    table = pd.read_csv(work / "results" / "tables" / "regimes.csv")
+    fashion = table[table["dataset"] == "fashion"]
+    assert sorted(zip(fashion["model"], fashion["n"], strict=True)) == [("exact", 20), ("exact", 120),
+                                                                         ("unet", 120)]
+    assert set(fashion["sampler"]) == {"ddpm"}
+    uturn = pd.read_csv(work / "results" / "tables" / "uturn.csv")
+    # the UNet, trained on all 120 images, has held-out starts: the test split's
+    assert {"training", "held_out"} <= set(uturn[(uturn["dataset"] == "fashion")
+                                                 & (uturn["model"] == "unet")]["starts_from"])
+    classifier = json.loads((work / "results" / "classifier" / "fashion" / "classifier.json").read_text())
+    assert classifier["held_out_set"] == "official test split" and classifier["n_held_out"] == 2000
+    pairs = pd.read_csv(work / "results" / "tables" / "fashion_pairs.csv")
+    assert len(pairs) == 45
+    law = pd.read_csv(work / "results" / "tables" / "regimes_law.csv")
+    assert sorted(zip(law.loc[law["dataset"] == "fashion", "resolution"],
+                      law.loc[law["dataset"] == "fashion", "n"], strict=True)) == [(8, 10), (8, 120)]
