@@ -341,41 +341,26 @@ def _regimes_gather(args: argparse.Namespace) -> None:
                 seed=args.seed)
 
 
-def _regimes_law_figure(args: argparse.Namespace) -> None:
-    from diffusion_regimes.plots import save_figure
-    from diffusion_regimes.plots.regimes import law_figure
-
-    table = pd.read_csv(args.table)
-    rows = table[table["dataset"] == args.dataset]
+def _rows_of(path: str, dataset: str) -> pd.DataFrame:
+    """The rows of ``dataset`` in the table at ``path`` (an error when there are none)."""
+    table = pd.read_csv(path)
+    rows = table[table["dataset"] == dataset]
     if rows.empty:
-        raise DataError(f"{args.table} has no rows for dataset {args.dataset!r}")
-    save_figure(law_figure(rows, title=args.dataset), args.out, config={"dataset": args.dataset},
-                seed=args.seed)
+        raise DataError(f"{path} has no rows for dataset {dataset!r}")
+    return rows
 
 
-def _regimes_uturn_figure(args: argparse.Namespace) -> None:
+def _regimes_extra_figure(args: argparse.Namespace) -> None:
+    """One figure beyond the paper (``args.figure``: law, uturn or samplers) of one dataset."""
     from diffusion_regimes.plots import save_figure
-    from diffusion_regimes.plots.regimes import uturn_figure
+    from diffusion_regimes.plots.regimes import law_figure, samplers_figure, uturn_figure
 
-    table = pd.read_csv(args.table)
-    rows = table[table["dataset"] == args.dataset]
-    if rows.empty:
-        raise DataError(f"{args.table} has no rows for dataset {args.dataset!r}")
-    save_figure(uturn_figure(rows, title=args.dataset), args.out, config={"dataset": args.dataset},
-                seed=args.seed)
-
-
-def _regimes_samplers_figure(args: argparse.Namespace) -> None:
-    from diffusion_regimes.plots import save_figure
-    from diffusion_regimes.plots.regimes import samplers_figure
-
-    table = pd.read_csv(args.table)
-    rows = table[table["dataset"] == args.dataset]
-    if rows.empty:
-        raise DataError(f"{args.table} has no rows for dataset {args.dataset!r}")
-    uturns = pd.read_csv(args.uturn)
-    save_figure(samplers_figure(rows, uturns[uturns["dataset"] == args.dataset], title=args.dataset),
-                args.out, config={"dataset": args.dataset}, seed=args.seed)
+    rows = _rows_of(args.table, args.dataset)
+    if args.figure == "samplers":
+        fig = samplers_figure(rows, _rows_of(args.uturn, args.dataset), title=args.dataset)
+    else:
+        fig = {"law": law_figure, "uturn": uturn_figure}[args.figure](rows, title=args.dataset)
+    save_figure(fig, args.out, config={"dataset": args.dataset}, seed=args.seed)
 
 
 SWEEP_FILES = ("branches", "trajectories", "samples", "strip")
@@ -484,10 +469,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True)
     p.set_defaults(func=_regimes_gather)
 
-    figures = (("regimes-law-figure", _regimes_law_figure, "collapse law on real data"),
-               ("regimes-uturn-figure", _regimes_uturn_figure, "U-turn curves"),
-               ("regimes-samplers-figure", _regimes_samplers_figure, "sampler comparison"))
-    for name, func, help_text in figures:
+    figures = (("law", "collapse law on real data"), ("uturn", "U-turn curves"),
+               ("samplers", "sampler comparison"))
+    for figure, help_text in figures:
+        name = f"regimes-{figure}-figure"
         p = sub.add_parser(name, help=f"figure: {help_text} of one dataset")
         p.add_argument("--table", required=True)
         p.add_argument("--dataset", required=True)
@@ -495,4 +480,4 @@ def register(sub: argparse._SubParsersAction) -> None:
             p.add_argument("--uturn", required=True, help="the U-turn table")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--out", required=True)
-        p.set_defaults(func=func)
+        p.set_defaults(func=_regimes_extra_figure, figure=figure)

@@ -282,7 +282,8 @@ def samplers_figure(rows: pd.DataFrame, uturns: pd.DataFrame, *, title: str):
     n_top = rows.groupby("model")["n"].transform("max")
     top = rows[rows["n"] == n_top].copy()
     fig, (ax_c, ax_m, ax_s) = new_figure(1, 3, figsize=(13.0, 4.0))
-    labels = [f"{MODEL_NAME.get(r.model, r.model).split(' ')[0]}\n{SAMPLER_NAME.get(r.sampler, r.sampler)}"
+    short = {"ddpm": "DDPM", "euler_maruyama": "E-M SDE", "heun": "Heun ODE"}
+    labels = [f"{MODEL_NAME.get(r.model, r.model).split(' ')[0]}\n{short.get(r.sampler, r.sampler)}"
               for r in top.itertuples()]
     x = np.arange(len(top))
     colours = [f"C{0 if m == 'exact' else 1}" for m in top["model"]]
