@@ -72,16 +72,23 @@ def _file_digest(*paths: str | None) -> str:
     return digest.hexdigest()
 
 
-def _regimes_clone(args: argparse.Namespace) -> None:
-    from diffusion_regimes.classifier import load_classifier, probabilities
-    from diffusion_regimes.regimes import RegimesSpec, cloning_experiment, plan_sweep
+def _model_job(args: argparse.Namespace):
+    """What a job measuring a model starts from: ``(spec, device, subset, theory t_S, f^e t_C)``."""
+    from diffusion_regimes.regimes import RegimesSpec
 
     set_threads(args.threads)
     spec = from_json(RegimesSpec, args.spec, where="regimes")
-    device = resolve_device(args.device)
     full = load_subset(args.subset)
     _, t_s_theory = _spectrum_of(args.spectrum, args.dataset)
     t_c_entropy = float(pd.read_csv(args.entropy)["t_c_entropy"].iloc[0])
+    return spec, resolve_device(args.device), full, t_s_theory, t_c_entropy
+
+
+def _regimes_clone(args: argparse.Namespace) -> None:
+    from diffusion_regimes.classifier import load_classifier, probabilities
+    from diffusion_regimes.regimes import cloning_experiment, plan_sweep
+
+    spec, device, full, t_s_theory, t_c_entropy = _model_job(args)
     plan = plan_sweep(spec, dataset=args.dataset, model=args.model, n=args.n, subset_n=full.n,
                       t_s_theory=t_s_theory, t_c_entropy=t_c_entropy, base_seed=args.seed,
                       inputs_digest=_file_digest(args.subset, args.classifier, args.checkpoint),
@@ -260,16 +267,11 @@ def _regimes_uturn(args: argparse.Namespace) -> None:
     """U-turns of one model on a training prefix, for every configured sampler: starts from training
     images (the first of the prefix) and, when the subset has images past the prefix, held-out ones."""
     from diffusion_regimes.classifier import load_classifier, probabilities
-    from diffusion_regimes.regimes import RegimesSpec, sampler_integrator
+    from diffusion_regimes.regimes import sampler_integrator
     from diffusion_regimes.schedule import DDPMSchedule
     from diffusion_regimes.uturn import class_prior, uturn, uturn_table, uturn_times
 
-    set_threads(args.threads)
-    spec = from_json(RegimesSpec, args.spec, where="regimes")
-    device = resolve_device(args.device)
-    full = load_subset(args.subset)
-    _, t_s_theory = _spectrum_of(args.spectrum, args.dataset)
-    t_c_entropy = float(pd.read_csv(args.entropy)["t_c_entropy"].iloc[0])
+    spec, device, full, t_s_theory, t_c_entropy = _model_job(args)
     subset = training_prefix(full, args.n, where=args.subset)
     classifier, _ = load_classifier(args.classifier, device=device)
     score, model_record = _score(args.model, training=subset.images, spec=spec, checkpoint=args.checkpoint,
