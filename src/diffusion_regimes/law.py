@@ -31,7 +31,7 @@ from diffusion_regimes.regimes import Labeller, RegimesSpec, cloning_experiment
 from diffusion_regimes.schedule import DDPMSchedule
 from diffusion_regimes.score import EmpiricalScore
 from diffusion_regimes.seeds import derived_seed
-from diffusion_regimes.spectrum import covariance_spectrum
+from diffusion_regimes.spectrum import channel_views, covariance_spectrum, t_speciation
 
 LAW_COLUMNS = ("dataset", "resolution", "n", "d", "alpha", "Lambda", "t_s_theory",
                "t_c_entropy", "t_c_entropy_low", "t_c_entropy_high",
@@ -55,10 +55,9 @@ def nearest_class_labeller(training: torch.Tensor, labels: torch.Tensor, *, clas
 
 
 def top_eigenvalue_of(images: torch.Tensor) -> float:
-    """Λ: the largest eigenvalue of the covariance of ``images (N, C, H, W)`` (pixels, centred per pixel;
-    dense: a pooled subset has d <= 1024)."""
-    flat = images.reshape(images.shape[0], -1).to(torch.float64)
-    return float(covariance_spectrum(flat - flat.mean(dim=0))[0])
+    """Λ: the largest eigenvalue of the pixel-centred covariance of ``images (N, C, H, W)``, first channel
+    (the convention of the spectra table and regimes.csv; dense: a pooled subset has d <= 1024)."""
+    return float(covariance_spectrum(channel_views(images)[0])[0])
 
 
 def law_cell(subset, *, side: int, n: int, spec: RegimesSpec, seed: int, device: torch.device | str = "cpu",
@@ -86,7 +85,7 @@ def law_cell(subset, *, side: int, n: int, spec: RegimesSpec, seed: int, device:
     summary = sweep.summary()
     return {
         "dataset": subset.dataset, "resolution": side, "n": n, "d": train.d, "alpha": math.log(n) / train.d,
-        "Lambda": lam, "t_s_theory": 0.5 * math.log(lam) if lam > 1.0 else math.nan,
+        "Lambda": lam, "t_s_theory": t_speciation(lam) if lam > 1.0 else math.nan,
         "t_c_entropy": t_c.time, "t_c_entropy_low": t_c.low, "t_c_entropy_high": t_c.high,
         "t_c_phi_c_fit": summary["t_c_phi_c_fit"], "t_c_phi_c_fit_low": summary["t_c_phi_c_fit_low"],
         "t_c_phi_c_fit_high": summary["t_c_phi_c_fit_high"],

@@ -90,6 +90,26 @@ DETERMINISTIC_SAMPLERS = ("heun",)
 CONFIDENT = 0.9
 """A sample is labelled confidently when the classifier's largest class probability reaches this."""
 
+LAW_RESOLUTIONS = (8, 16, 32)
+"""Default pooled sides of the collapse-law grid."""
+
+LAW_N_VALUES: tuple[int | str, ...] = (25, 50, 100, 300, N_ALL)
+"""Default training-set sizes of the collapse-law grid."""
+
+
+def _per_dataset(value, dataset: str | None, default):
+    """A ``regimes`` value given once for every dataset, or as a mapping dataset -> value (datasets left
+    out, or no dataset named: ``default``)."""
+    if isinstance(value, dict):
+        return value.get(dataset, default) if dataset is not None else default
+    return value
+
+
+def _per_model(count: int | dict[str, int], model: str) -> int:
+    """A count given once, or as a mapping model -> count (models left out: the largest count given)."""
+    return int(count.get(model, max(count.values())) if isinstance(count, dict) else count)
+
+
 NValues = tuple[int | str, ...]
 Labeller = Callable[[torch.Tensor], torch.Tensor]
 """``labeller(images (M, C, H, W)) -> class probabilities (M, K)``."""
@@ -151,8 +171,8 @@ class RegimesSpec:
     # --- the collapse law on real data: t_C over (resolution, n) of the exact score
     law_datasets: tuple[str, ...] = ()
     # one list for every law dataset, or a mapping dataset -> list (datasets left out: the defaults)
-    law_resolutions: tuple[int, ...] | dict[str, tuple[int, ...]] = (8, 16, 32)
-    law_n_values: tuple[int | str, ...] | dict[str, tuple[int | str, ...]] = (25, 50, 100, 300, N_ALL)
+    law_resolutions: tuple[int, ...] | dict[str, tuple[int, ...]] = LAW_RESOLUTIONS
+    law_n_values: tuple[int | str, ...] | dict[str, tuple[int | str, ...]] = LAW_N_VALUES
     law_pairs: int = 256
     law_steps: int = 250  # DDPM steps K of the cells' sampler (pooled cells collapse at t ~ 0.005)
     law_entropy_t_min: float = 0.001  # smallest f^e time of a cell (entropy_t_max and _times shared)
@@ -188,24 +208,27 @@ class RegimesSpec:
 
     def samplers_for(self, dataset: str) -> tuple[str, ...]:
         """Samplers run on ``dataset`` (``ddpm`` first; config ``regimes.samplers``, a list or a mapping)."""
-        if isinstance(self.samplers, dict):
-            return tuple(self.samplers.get(dataset, ("ddpm",)))
-        return tuple(self.samplers)
+        return tuple(_per_dataset(self.samplers, dataset, ("ddpm",)))
 
     def sampler_pairs(self, model: str) -> int:
         """Clone pairs per branch time of a sweep with a sampler other than ddpm."""
-        pairs = self.n_pairs_sampler
-        return int(pairs.get(model, max(pairs.values())) if isinstance(pairs, dict) else pairs)
+        return _per_model(self.n_pairs_sampler, model)
+
+    def sweep_pairs(self, model: str, *, sampler: str, n: int, subset_n: int,
+                    dataset: str | None = None) -> int:
+        """Clone pairs per branch time of one sweep: :meth:`pairs_for` with the DDPM sampler,
+        :meth:`sampler_pairs` with the others."""
+        if sampler != "ddpm":
+            return self.sampler_pairs(model)
+        return self.pairs_for(model, n=n, subset_n=subset_n, dataset=dataset)
 
     def uturn_starts_for(self, model: str) -> int:
         """Start images of each kind (training, held-out) of the U-turns of ``model``."""
-        starts = self.uturn_starts
-        return int(starts.get(model, max(starts.values())) if isinstance(starts, dict) else starts)
+        return _per_model(self.uturn_starts, model)
 
     def law_resolutions_for(self, dataset: str) -> tuple[int, ...]:
         """Pooled sides of the collapse-law grid of ``dataset``."""
-        chosen = self.law_resolutions
-        return tuple(chosen.get(dataset, (8, 16, 32)) if isinstance(chosen, dict) else chosen)
+        return tuple(_per_dataset(self.law_resolutions, dataset, LAW_RESOLUTIONS))
 
     def law_n_for(self, *, subset_n: int, dataset: str | None = None) -> tuple[int, ...]:
         """Training-set sizes of the collapse-law grid (``"all"`` = ``subset_n``), ascending.
@@ -213,11 +236,8 @@ class RegimesSpec:
         Unlike the sweeps' n these may be odd (a prefix alternates classes, so an odd n has one class one
         image larger): the law is about n, not about balance.
         """
-        chosen = self.law_n_values
-        if isinstance(chosen, dict):
-            chosen = chosen.get(dataset, (25, 50, 100, 300, N_ALL)) if dataset is not None else ()
         sizes = set()
-        for value in chosen:
+        for value in _per_dataset(self.law_n_values, dataset, LAW_N_VALUES):
             size = int(subset_n) if value == N_ALL else int(value)
             if not 2 <= size <= subset_n:
                 raise ConfigError(f"regimes.law_n_values: n = {value!r} is outside [2, {subset_n}] (the "
@@ -246,9 +266,8 @@ class RegimesSpec:
         ``"all"`` becomes ``subset_n``; the result is ascending without repeats.  A size above ``subset_n``
         or an odd one (unbalanced classes) is a :class:`ConfigError`.
         """
-        chosen = self.n_values.get(dataset, (N_ALL,)) if isinstance(self.n_values, dict) else self.n_values
         sizes = set()
-        for value in chosen:
+        for value in _per_dataset(self.n_values, dataset, (N_ALL,)):
             if value == N_ALL:
                 sizes.add(int(subset_n))
             elif isinstance(value, int) and not isinstance(value, bool) and value >= 2 and value % 2 == 0:
@@ -263,7 +282,7 @@ class RegimesSpec:
 
     def models_for(self, dataset: str) -> tuple[str, ...]:
         """Models measured on ``dataset`` (config ``regimes.models``, a list or a per-dataset mapping)."""
-        chosen = self.models.get(dataset, MODELS) if isinstance(self.models, dict) else self.models
+        chosen = _per_dataset(self.models, dataset, MODELS)
         unknown = [m for m in chosen if m not in MODELS]
         if unknown:
             raise ConfigError(f"regimes.models ({dataset}): unknown model(s) {unknown}; "
@@ -275,10 +294,7 @@ class RegimesSpec:
         ``dataset``, whose ``n_pairs_by_dataset`` entry wins at the whole subset)."""
         if model == "exact" and n < subset_n:
             return self.n_pairs_prefix
-        pairs = self.n_pairs_by_dataset.get(dataset, self.n_pairs) if dataset is not None else self.n_pairs
-        if isinstance(pairs, dict):
-            return int(pairs.get(model, max(pairs.values())))
-        return int(pairs)
+        return _per_model(_per_dataset(self.n_pairs_by_dataset, dataset, self.n_pairs), model)
 
     def steps_for(self, model: str) -> int:
         """DDPM sampler steps ``K`` of ``model`` (1000 = the full ancestral sampler)."""
@@ -735,8 +751,7 @@ def plan_sweep(spec: RegimesSpec, *, dataset: str, model: str, n: int, subset_n:
                           f"n = {subset_n}, not {n}")
     times = spec.branch_times(t_speciation=t_s_theory, t_collapse=t_c_entropy, schedule=DDPMSchedule())
     if pairs is None:
-        pairs = (spec.pairs_for(model, n=n, subset_n=subset_n, dataset=dataset) if sampler == "ddpm"
-                 else spec.sampler_pairs(model))
+        pairs = spec.sweep_pairs(model, sampler=sampler, n=n, subset_n=subset_n, dataset=dataset)
     steps = steps if steps is not None else spec.steps_for(model)
     variance = variance if variance is not None else spec.variance_for(model)
     seed = derived_seed(base_seed, "regimes-clone", dataset)

@@ -168,10 +168,8 @@ def regimes_sweep_folder(dataset, model, n, sampler="ddpm"):
 
 def regimes_sweep_pairs(wildcards):
     """Clone pairs of one sweep: the model's count for the DDPM sampler, n_pairs_sampler for the others."""
-    if wildcards.sampler != "ddpm":
-        return REGIMES.sampler_pairs(wildcards.model)
-    return REGIMES.pairs_for(wildcards.model, n=int(wildcards.n), subset_n=subset_n(wildcards.dataset),
-                             dataset=wildcards.dataset)
+    return REGIMES.sweep_pairs(wildcards.model, sampler=wildcards.sampler, n=int(wildcards.n),
+                               subset_n=subset_n(wildcards.dataset), dataset=wildcards.dataset)
 
 
 def regimes_uturns(wildcards=None):

@@ -317,7 +317,7 @@ def read_fashion_idx(spec: DatasetSpec) -> Source:
     """Fashion-MNIST from its IDX files (training split), padded to 32 x 32 as MNIST."""
     wanted = _resolve_names(spec.classes, fashion_names(), what="Fashion-MNIST", normalise=fashion_key)
     folder = fashion_folder(spec)
-    if spec.download and not any((folder / f"train-images-idx3-ubyte{ext}").is_file() for ext in ("", ".gz")):
+    if spec.download:  # fetches only the files that are missing
         fetch_fashion_mnist(folder)
     images, labels, checksums = fashion_training_split(folder)
     test = fashion_test_split(folder)
