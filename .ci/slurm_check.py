@@ -29,7 +29,7 @@ RTOL, ATOL = 1e-6, 1e-10
 
 # Columns that record how long something took on this machine (throughput, wall time): they differ
 # between any two runs and are not results.
-WALL_CLOCK_COLUMNS = frozenset({"elapsed_s", "images_per_s", "sweep_seconds"})
+WALL_CLOCK_COLUMNS = frozenset({"elapsed_s", "images_per_s", "sweep_seconds", "cell_seconds"})
 
 
 def check_jobs(local_log: str, slurm_log: str, gpu_partition: str) -> None:

@@ -267,3 +267,22 @@ def test_gpu_workstation_profile_offers_one_gpu():
 
     options = {o for action in get_argument_parser()._actions for o in action.option_strings}
     assert all(f"--{key}" in options for key in profile), profile
+
+
+def test_slurm_comparison_skips_every_wall_clock_column():
+    """The SLURM end-to-end check compares tables value by value; a column that records how long
+    something took differs between any two runs and must be on its skip list (a `seconds` column of
+    regimes_law.csv once failed CI this way)."""
+    import importlib.util
+
+    from diffusion_regimes import gaussian_mixture, law, regimes, spectrum, uturn
+
+    spec = importlib.util.spec_from_file_location("slurm_check", REPO / ".ci" / "slurm_check.py")
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    columns = {c for module in (gaussian_mixture, law, regimes, spectrum, uturn)
+               for name, value in vars(module).items() if name.endswith("_COLUMNS") for c in value}
+    columns |= {"step", "loss", "images_per_s", "elapsed_s"}  # the training loss log
+    timed = {c for c in columns if re.search(r"second|_s$|per_s|elapsed|wall", c)}
+    assert timed, "no wall-clock column found: the pattern no longer matches the tables"
+    assert timed <= check.WALL_CLOCK_COLUMNS, timed - check.WALL_CLOCK_COLUMNS

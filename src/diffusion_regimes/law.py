@@ -37,7 +37,7 @@ LAW_COLUMNS = ("dataset", "resolution", "n", "d", "alpha", "Lambda", "t_s_theory
                "t_c_entropy", "t_c_entropy_low", "t_c_entropy_high",
                "t_c_phi_c_fit", "t_c_phi_c_fit_low", "t_c_phi_c_fit_high",
                "t_c_hat_mean", "t_c_hat_se", "memorised_fraction", "pairs", "branch_times", "steps",
-               "seed", "seconds")
+               "seed", "cell_seconds")
 """Columns of results/tables/regimes_law.csv, one row per (dataset, resolution, n)."""
 
 
@@ -92,7 +92,7 @@ def law_cell(subset, *, side: int, n: int, spec: RegimesSpec, seed: int, device:
         "t_c_hat_mean": summary["t_c_hat_mean"], "t_c_hat_se": summary["t_c_hat_se"],
         "memorised_fraction": summary["memorised_fraction"], "pairs": sweep.n_pairs,
         "branch_times": int(np.asarray(sweep.branch_times).size), "steps": sweep.n_steps, "seed": seed,
-        "seconds": time.perf_counter() - start,
+        "cell_seconds": time.perf_counter() - start,
     }
 
 
