@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 
 LR_SCHEDULES = ("constant", "cosine")
 LOSS_LOG = "loss.csv"
+LOSS_COLUMNS = ("step", "loss", "images_per_s", "elapsed_s")
+"""Columns of the training loss log (and of results/tables/ddpm_loss_<dataset>.csv)."""
 
 
 @dataclass(frozen=True)
@@ -379,7 +381,7 @@ def train_ddpm(
             # longer run and stay, and the caller reads only rows <= ``config.steps``.
             _truncate_loss_log(loss_log, start)
         if not loss_log.exists():
-            loss_log.write_text("step,loss,images_per_s,elapsed_s\n")
+            loss_log.write_text(",".join(LOSS_COLUMNS) + "\n")
             write_sidecar(loss_log, config=config_record, seed=seed)
 
         if accelerate and config.channels_last:
