@@ -20,7 +20,6 @@ import signal
 import struct
 import subprocess
 import sys
-import tarfile
 import time
 import tracemalloc
 from dataclasses import dataclass
@@ -326,8 +325,8 @@ def test_paths_idx_link_outside_is_refused(tmp_path):
     _write_idx(tmp_path / "m" / "train-images-idx3-ubyte.gz", np.zeros((4, 28, 28)))
     _write_idx(tmp_path / "labels.gz", np.array([1, 2, 1, 2]))
     (tmp_path / "m" / "train-labels-idx1-ubyte.gz").symlink_to(tmp_path / "labels.gz")
-    got = outcome(lambda: _prepare(DatasetSpec(format="mnist_idx", path=str(tmp_path / "m"), classes=("1", "2"),
-                                               n=2)))
+    spec = DatasetSpec(format="mnist_idx", path=str(tmp_path / "m"), classes=("1", "2"), n=2)
+    got = outcome(lambda: _prepare(spec))
     assert got.refused(tmp_path / "m" / "train-labels-idx1-ubyte.gz") and "outside" in got.message, got
 
 
@@ -372,8 +371,8 @@ def test_paths_tar_sparse_member_is_refused(tmp_path):
         with open(batches / f"data_batch_{i}", "wb") as fh:
             fh.truncate(3 << 30)
     archive = tmp_path / "c.tar.gz"
-    subprocess.run(["tar", "--sparse", "-czf", str(archive), "-C", str(tmp_path / "src"), "cifar-10-batches-py"],
-                   check=True)
+    subprocess.run(["tar", "--sparse", "-czf", str(archive), "-C", str(tmp_path / "src"),
+                    "cifar-10-batches-py"], check=True)
     assert archive.stat().st_size < 64 << 10
     got = outcome(lambda: _prepare(_cifar_spec(archive)), memory=1 << 30)
     assert got.refused(archive) and "sparse" in got.message, got
@@ -382,7 +381,8 @@ def test_paths_tar_sparse_member_is_refused(tmp_path):
 def test_paths_tar_member_bounded_by_the_archive_size(tmp_path):
     # 200 MB of zeros compress to 200 kB: far beyond what a CIFAR-10 tarball expands to (1.14x)
     blob = pickle.dumps({"data": np.zeros((65_000, 3072), np.uint8), "labels": [3] * 65_000}, protocol=4)
-    archive = _tar(tmp_path / "c.tar.gz", [(f"cifar-10-batches-py/data_batch_{i}", blob) for i in range(1, 6)])
+    members = [(f"cifar-10-batches-py/data_batch_{i}", blob) for i in range(1, 6)]
+    archive = _tar(tmp_path / "c.tar.gz", members)
     assert archive.stat().st_size < (len(blob) * 5) // 100
 
     def read_with_peak():
@@ -428,7 +428,8 @@ def test_decoder_lmdb_crash_cli_exit_2(tmp_path):
     shutil.rmtree(root / "bedroom_train_lmdb")
     _sigbus_lmdb(root / "bedroom_train_lmdb")
     out = tmp_path / "results" / "subset.pt"
-    spec = f'{{"format": "lsun_lmdb", "path": "{root}", "classes": ["bedroom", "tower"], "n": 2, "resolution": 4}}'
+    spec = f'{{"format": "lsun_lmdb", "path": "{root}", "classes": ["bedroom", "tower"], "n": 2, ' \
+        '"resolution": 4}'
     run = subprocess.run([sys.executable, "-m", "diffusion_regimes", "prepare-subset", "--name", "lsun",
                           "--output", str(out), "--spec", spec], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2, (run.returncode, run.stderr[-2000:])
@@ -556,7 +557,8 @@ def test_decoder_lmdb_keys_in_messages_are_escaped(tmp_path):
     rng = np.random.default_rng(11)
     key = b"k\x1b[2J\x1b]0;pwned\x07\n\xff"
     for name in ("bedroom", "tower"):
-        _lmdb_export(tmp_path / f"{name}_train_lmdb", {key: b"RIFF\x1b[31m" + bytes(20), b"z": _webp(rng, 8, 8)})
+        _lmdb_export(tmp_path / f"{name}_train_lmdb", {key: b"RIFF\x1b[31m" + bytes(20),
+                                                       b"z": _webp(rng, 8, 8)})
     got = outcome(lambda: _prepare(_lsun_spec(tmp_path, selection="first")))
     assert got.kind == "DataError" and "bedroom_train_lmdb" in got.message, got
     assert not CONTROL & set(got.message), repr(got.message)
