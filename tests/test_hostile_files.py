@@ -49,7 +49,7 @@ class Outcome:
         return self.kind == "DataError" and str(where) in self.message
 
 
-def outcome(fn, *, timeout: float = 60.0, memory: int = 3 << 30) -> Outcome:
+def outcome(fn, *, timeout: float = 300.0, memory: int = 3 << 30) -> Outcome:
     """Run ``fn()`` in a forked child with ``memory`` bytes of address space above what the child starts
     with, and report how it ended.  The child's result travels back as text through a pipe."""
     read_end, write_end = os.pipe()
@@ -299,7 +299,7 @@ def test_paths_imagenet_batch_must_be_a_regular_file_inside(tmp_path, kind):
     else:
         (tmp_path / "elsewhere").write_bytes(_imagenet_batch(np.random.default_rng(6), [3, 5]))
         batch.symlink_to(tmp_path / "elsewhere")
-    got = outcome(lambda: _prepare(_imagenet_spec(folder)), timeout=20, memory=1 << 30)
+    got = outcome(lambda: _prepare(_imagenet_spec(folder)), timeout=60, memory=1 << 30)
     assert got.refused(batch), got
 
 
@@ -492,6 +492,15 @@ def test_decoder_cpu_limit_stops_a_progressive_jpeg_bomb(tmp_path):
     got = outcome(lambda: _prepare(spec))
     assert got.refused(bomb) and "1-second CPU limit" in got.message, got
     assert time.monotonic() - start < 30
+
+
+def test_decoder_wall_clock_limit_stops_a_slow_image(tmp_path):
+    from diffusion_regimes.data.spec import DecoderLimits
+
+    bomb = _folder_with(tmp_path / "d", "1.jpg", progressive_jpeg_bomb())
+    spec = _folder_spec(tmp_path / "d", decoder_limits=DecoderLimits(wall_seconds=0.5))
+    got = outcome(lambda: _prepare(spec))
+    assert got.refused(bomb) and "0.5-second wall-clock limit" in got.message, got
 
 
 def _png_bomb(side: int) -> bytes:

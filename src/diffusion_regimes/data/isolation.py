@@ -284,6 +284,8 @@ def _run(request: dict[str, Any], names: Sequence[str], *, limits: DecoderLimits
                 where = names[min(len(results), len(names) - 1)]
                 if tag == b"E":
                     report = json.loads(payload)
+                    if not isinstance(report, dict):
+                        raise ValueError("an error frame that is not a JSON object")
                     failure = _failure(where, str(report.get("kind")), str(report.get("message")), limits)
                     break
                 results.append(payload)

@@ -192,7 +192,9 @@ def parse_idx(blob: bytes, *, where: str, gzipped: bool) -> np.ndarray:
 def _idx_file(path: Path, root: Path | None) -> tuple[np.ndarray, str]:
     """The array of the IDX file ``path`` (inside ``root``) and the SHA-256 of the bytes parsed."""
     blob, digest = read_inside(path, root, limit=MAX_DECOMPRESSED_BYTES)
-    return parse_idx(blob, where=printable(str(path), quote=False), gzipped=path.suffix == ".gz"), digest
+    where = printable(str(path), quote=False)
+    with reading(where, "the IDX file"):
+        return parse_idx(blob, where=where, gzipped=path.suffix == ".gz"), digest
 
 
 def read_idx(path: Path, root: Path | None = None) -> np.ndarray:
@@ -345,12 +347,13 @@ def _cifar_batches(path: Path) -> tuple[list[tuple[str, bytes]], dict[str, str]]
     """The five ``data_batch_*`` files, from the tarball or the extracted folder, by their exact names."""
     where = printable(str(path), quote=False)
     if path.is_file():
-        try:
-            found, digest = tar_members(path, CIFAR10_MEMBERS, max_member=MAX_BATCH_BYTES,
-                                        max_members=MAX_TAR_MEMBERS)
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-            raise DataError(f"{where}: corrupt or truncated CIFAR-10 archive "
-                            f"({printable(exc, quote=False)}); delete it and download it again") from None
+        with reading(where, "the CIFAR-10 archive"):
+            try:
+                found, digest = tar_members(path, CIFAR10_MEMBERS, max_member=MAX_BATCH_BYTES,
+                                            max_members=MAX_TAR_MEMBERS)
+            except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+                raise DataError(f"{where}: corrupt or truncated CIFAR-10 archive "
+                                f"({printable(exc, quote=False)}); delete it and download it again") from None
         blobs = [(f"{where}:{name}", found[name]) for name in CIFAR10_MEMBERS if name in found]
         checksums = {path.name: digest}
     elif path.is_dir():
