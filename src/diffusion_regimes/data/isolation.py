@@ -116,6 +116,8 @@ def _limit_memory(extra: int) -> None:
     except OSError:  # no /proc: the address space is not measured, so it is not limited either
         return
     limit = pages * os.sysconf("SC_PAGE_SIZE") + extra
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]  # a limit inherited from the job is kept if lower
+    limit = limit if hard == resource.RLIM_INFINITY else min(limit, hard)
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
@@ -175,6 +177,7 @@ def _child_main() -> int:
     from PIL import Image, JpegImagePlugin, PngImagePlugin, WebPImagePlugin  # noqa: F401
 
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    signal.signal(signal.SIGXCPU, signal.SIG_DFL)  # an ignored signal would stay ignored across exec
     _limit_memory((request["limits"]["memory_mb"] << 20) + int(request.get("mapped", 0)))
     out = sys.stdout.buffer
     try:
@@ -195,6 +198,10 @@ def _child_env() -> dict[str, str]:
     env = dict(os.environ)
     # one thread each: thread stacks and per-thread heaps would count against the address-space limit
     env.update({k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
+    # glibc: keep image-sized buffers (a 256 x 341 RGB image is 262 kB) on the heap instead of mapping and
+    # unmapping each one; a fresh process otherwise pays ~200 page faults per image (+40 % CPU, measured
+    # with the isolation benchmark).  Other C libraries ignore these.
+    env.update({"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(128 << 20)})
     return env
 
 
