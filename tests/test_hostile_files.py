@@ -30,7 +30,7 @@ import pytest
 from numpy._core import multiarray as _multiarray
 from numpy._core import numeric as _numeric
 
-from diffusion_regimes.data import DatasetSpec, prepare_subset, sources
+from diffusion_regimes.data import DatasetSpec, sources
 from diffusion_regimes.errors import DataError
 from tests.test_data import _webp, _write_idx
 from tests.test_untrusted_input import _cifar_folder, _dumps, _Gadget, _tar
@@ -91,8 +91,12 @@ def outcome(fn, *, timeout: float = 300.0, memory: int = 3 << 30) -> Outcome:
 
 
 def _prepare(spec: DatasetSpec):
-    subset = prepare_subset(spec, name="x")
-    return tuple(subset.images.shape)
+    """Read every image of both classes with the spec's reader (NumPy only: PyTorch's thread pool, started
+    by earlier tests in the parent, can deadlock in a forked child)."""
+    from diffusion_regimes.data.registry import reader
+
+    source = reader(spec.format)(spec)
+    return tuple(cls.read(np.arange(cls.count)).shape for cls in source.classes.values())
 
 
 # ---------------------------------------------------------------- pickles: strict array reconstruction
@@ -255,9 +259,10 @@ def test_content_imagenet_reads_exact_batch_names_only(tmp_path):
     messy = _imagenet_folder(tmp_path / "messy", {**genuine, **stray})
 
     def read(folder: Path, **kwargs):
-        s = prepare_subset(DatasetSpec(format="imagenet", path=str(folder), resolution=32, classes=("3", "5"),
-                                       n=16, **kwargs), name="x")
-        return s.images.numpy().tobytes(), s.indices, sorted(s.metadata["source_checksums"])
+        source = sources.read_imagenet(_imagenet_spec(folder, **kwargs))
+        images = [cls.read(np.arange(cls.count)) for cls in source.classes.values()]
+        ids = [cls.ids(np.arange(cls.count)) for cls in source.classes.values()]
+        return [a.tobytes() for a in images], ids, sorted(source.checksums)
 
     expected = outcome(lambda: read(clean))
     assert expected.kind == "ok", expected
