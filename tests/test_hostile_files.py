@@ -458,9 +458,11 @@ def _jpeg_segments(blob: bytes) -> list[tuple[int, int, int]]:
     return out
 
 
-def progressive_jpeg_bomb(side: int = 2048, copies: int = 6000) -> bytes:
+def progressive_jpeg_bomb(side: int = 4096, copies: int = 6000) -> bytes:
     """A black progressive JPEG whose smallest scan is repeated ``copies`` times: each copy is a few bytes
-    and costs a pass over every block (about 0.6 ms per copy per Mpx here)."""
+    and costs a pass over every block (about 0.6 ms per copy per Mpx here; the default, 4096² and 6000
+    copies in about 300 kB, takes about 6 s of CPU: well past the 1-second limit the tests set, which the
+    child rounds up to the next whole second of its own CPU time, so up to 2 s of decoding pass)."""
     from PIL import Image
 
     buf = io.BytesIO()
@@ -489,7 +491,7 @@ def _folder_spec(root: Path, **kwargs) -> DatasetSpec:
 
 def test_decoder_cpu_limit_stops_a_progressive_jpeg_bomb(tmp_path):
     bomb = _folder_with(tmp_path / "d", "1.jpg", progressive_jpeg_bomb())
-    assert bomb.stat().st_size < 200_000
+    assert bomb.stat().st_size < 400_000
     from diffusion_regimes.data.spec import DecoderLimits
 
     spec = _folder_spec(tmp_path / "d", decoder_limits=DecoderLimits(cpu_seconds=1))
