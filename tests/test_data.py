@@ -430,3 +430,26 @@ def test_centring_on_the_second_class_is_the_authors_mnist_quirk():
     # a uniform offset: the mean of the 8s is above that of 1s and 8s together, so their data sit below 0
     offset = float(ours.channel_means[0] - theirs.channel_means[0])
     assert offset < 0 and torch.allclose(theirs.images, ours.images + offset, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_resize_effect_on_lambda(tmp_path):
+    """The three LSUN resizes on the 1/f stand-in (2 x 200 images): Λ moves by well under its bootstrap
+    error (config/README.md, `resize`, quotes these numbers); the fine scales do not."""
+    from diffusion_regimes.spectrum import covariance_spectrum
+
+    from .raw_data import write_lsun
+
+    write_lsun(tmp_path, per_class=200)
+    lam, variance = {}, {}
+    for resize in ("bicubic", "bilinear", "bilinear_antialias"):
+        s = prepare_subset(DatasetSpec(format="lsun_lmdb", path=str(tmp_path), resolution=64, n=400,
+                                       classes=("church_outdoor", "conference_room"), selection="first",
+                                       resize=resize), name="lsun")
+        first = s.images[:, 0].reshape(400, -1).double()
+        first = first - first.mean(0)
+        lam[resize] = float(covariance_spectrum(first)[0])
+        variance[resize] = float(first.var(0).sum())
+    assert lam["bicubic"] == pytest.approx(13.946, rel=0.01)
+    assert max(lam.values()) / min(lam.values()) - 1 < 0.005
+    assert variance["bilinear_antialias"] < variance["bicubic"] < variance["bilinear"]

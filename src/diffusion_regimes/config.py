@@ -22,8 +22,8 @@ from diffusion_regimes.errors import ConfigError
 
 T = TypeVar("T")
 
-__all__ = ["ConfigError", "build", "check_overlays", "deep_merge", "from_json", "load_yaml", "merge_config_files",
-           "noop_empty_mappings", "to_dict", "validate"]
+__all__ = ["ConfigError", "build", "check_overlays", "deep_merge", "from_json", "load_yaml",
+           "merge_config_files", "noop_empty_mappings", "to_dict", "validate"]
 
 
 def load_yaml(path: str | Path, *, allow_empty: bool = True) -> dict[str, Any]:

@@ -350,9 +350,10 @@ def nearest_check_points(ddpm_steps: Sequence[int], every: int, *, where: str = 
     if missing:
         shown = ", ".join(str(k) for k in missing[:6]) + (", ..." if len(missing) > 6 else "")
         raise ConfigError(
-            f"{where}.nearest_check_every = {every} counts DDPM steps, but the {len(steps) - 1}-step sampler's "
-            f"grid has no point at k = {shown} ({len(missing)} of the {len(wanted)} checks); run the full "
-            f"1000-step sampler there (regimes.sampler_steps / law_steps: 1000), or check at every grid point "
+            f"{where}.nearest_check_every = {every} counts DDPM steps, but the {len(steps) - 1}-step "
+            f"sampler's grid has no point at k = {shown} ({len(missing)} of the {len(wanted)} checks); run "
+            f"the full 1000-step sampler there (regimes.sampler_steps / law_steps: 1000), or check at every "
+            f"grid point "
             f"(nearest_check_every: 1)")
     return np.array(sorted(position[k] for k in wanted), dtype=np.int64)
 
