@@ -119,3 +119,43 @@ def write_paper_raw_data(root: Path, *, per_class: int = 100, lsun_per_class: in
     write_imagenet(resources / "imagenet16", side=16, per_class_per_batch=per_batch)
     write_imagenet(resources / "imagenet32", side=32, per_class_per_batch=per_batch, seed=1)
     write_lsun(resources / "lsun", per_class=lsun_per_class)
+    write_resnet18_weights(resources / "resnet18-f37072fd.pth")
+
+
+def write_resnet18_weights(path: Path, *, seed: int = 0) -> None:
+    """A stand-in for torchvision's ``resnet18-f37072fd.pth``: a state dict with its 122 keys and shapes
+    (written out by hand: torchvision is not a dependency), He-initialised convolutions and unit BatchNorm
+    statistics, so that the pretrained-classifier path runs exactly as with the real file."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    state: dict = {}
+
+    def conv(name: str, c_out: int, c_in: int, k: int) -> None:
+        state[f"{name}.weight"] = torch.randn(c_out, c_in, k, k, generator=gen) * (2.0 / (c_in * k * k)) ** 0.5
+
+    def bn(name: str, c: int) -> None:
+        state.update({f"{name}.weight": torch.ones(c), f"{name}.bias": torch.zeros(c),
+                      f"{name}.running_mean": torch.zeros(c), f"{name}.running_var": torch.ones(c),
+                      f"{name}.num_batches_tracked": torch.tensor(0)})
+
+    conv("conv1", 64, 3, 7)
+    bn("bn1", 64)
+    width = 64
+    for layer, (c, stride) in enumerate(((64, 1), (128, 2), (256, 2), (512, 2)), start=1):
+        for block in (0, 1):
+            c_in = width if block == 0 else c
+            prefix = f"layer{layer}.{block}"
+            conv(f"{prefix}.conv1", c, c_in, 3)
+            bn(f"{prefix}.bn1", c)
+            conv(f"{prefix}.conv2", c, c, 3)
+            bn(f"{prefix}.bn2", c)
+            if block == 0 and (stride != 1 or c_in != c):
+                conv(f"{prefix}.downsample.0", c, c_in, 1)
+                bn(f"{prefix}.downsample.1", c)
+        width = c
+    state["fc.weight"] = torch.randn(1000, 512, generator=gen) * 512 ** -0.5
+    state["fc.bias"] = torch.zeros(1000)
+    assert len(state) == 122
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
