@@ -132,7 +132,8 @@ def write_resnet18_weights(path: Path, *, seed: int = 0) -> None:
     state: dict = {}
 
     def conv(name: str, c_out: int, c_in: int, k: int) -> None:
-        state[f"{name}.weight"] = torch.randn(c_out, c_in, k, k, generator=gen) * (2.0 / (c_in * k * k)) ** 0.5
+        scale = (2.0 / (c_in * k * k)) ** 0.5
+        state[f"{name}.weight"] = torch.randn(c_out, c_in, k, k, generator=gen) * scale
 
     def bn(name: str, c: int) -> None:
         state.update({f"{name}.weight": torch.ones(c), f"{name}.bias": torch.zeros(c),
