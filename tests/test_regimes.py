@@ -211,3 +211,51 @@ def test_per_dataset_sampler_pairs_and_law_keys():
     assert spec.law_n_for(subset_n=1000, dataset="mnist") == (25, 50, 100, 300, 1000)
     with pytest.raises(ConfigError, match="ddpm"):
         RegimesSpec(samplers={"mnist": ("heun",)})
+
+
+def test_nearest_checks_count_ddpm_steps_whatever_the_grid():
+    from diffusion_regimes.preflight import preflight
+    from diffusion_regimes.regimes import nearest_check_points
+    from diffusion_regimes.sampler import DDPMAncestral
+
+    full = DDPMAncestral.respaced(1000).ddpm_steps
+    points = nearest_check_points(full, 50)
+    assert [full[i] for i in points] == list(range(1000, -1, -50))  # k = 1000, 950, ..., 50, 0
+    assert nearest_check_points(full, 1).tolist() == list(range(1001))
+    # a respaced grid checks at every point with 1, and cannot honour 50 DDPM steps
+    coarse = DDPMAncestral.respaced(100).ddpm_steps
+    assert nearest_check_points(coarse, 1).size == 101
+    with pytest.raises(ConfigError, match=r"nearest_check_every = 50 counts DDPM steps, but the 100-step "
+                                          r"sampler's grid has no point at k = 50, 100"):
+        nearest_check_points(coarse, 50)
+    # the workflow refuses such a config before any job runs, naming the key of the grid
+    config = {"regimes": {"nearest_check_every": 50, "sampler_steps": {"exact": 100}, "models": ["exact"]}}
+    with pytest.raises(ConfigError, match=r"\[regimes\.sampler_steps\.exact = 100\]"):
+        preflight(config)
+    config["regimes"]["models"] = ["unet"]  # only the measured models' grids matter
+    preflight(config)
+    with pytest.raises(ConfigError, match=r"\[regimes\.law_steps = 250\]"):
+        preflight({"regimes": {"nearest_check_every": 50, "law_datasets": ["mnist"], "law_steps": 250}})
+
+
+def test_t_collapse_on_the_full_sampler_lies_on_the_checked_ddpm_steps():
+    """1000 steps, checks every 50 DDPM steps: every t̂_C is the time of one of k = 1000, 950, ..., 0, and
+    equals the every-step t̂_C rounded down to that grid (or above it, for an index that came back)."""
+    train = _two_clusters()
+    schedule = DDPMSchedule()
+    results = {}
+    for every in (1, 50):
+        spec = RegimesSpec(n_boot=20, strip_times=2, chunk_pairs=6, branch_grid="steps", branch_every=250,
+                           nearest_check_every=every)
+        results[every] = cloning_experiment(
+            score=EmpiricalScore(train.reshape(N, -1)), training=train, spec=spec, n_pairs=6, steps=1000,
+            times=spec.branch_times(t_speciation=0.5, t_collapse=0.2, schedule=schedule), seed=3,
+            labeller=_labeller)
+    checked = {float(schedule.times[k]) for k in range(0, 1001, 50)}
+    assert all(float(t) in checked for t in results[50].t_collapse)
+    assert len({float(t) for t in results[1].t_collapse} - checked) > 0  # the fine check sees other steps
+    # same noise (the checks draw none), so the same trajectories: t̂_C moves down to the checked step at
+    # or below the last change, unless the index left and came back between two checks (then higher)
+    for coarse, fine in zip(results[50].t_collapse, results[1].t_collapse, strict=True):
+        below = max(t for t in checked if t <= fine + 1e-12)
+        assert coarse == below or coarse > fine

@@ -352,3 +352,23 @@ def test_compiled_training_forward_runs_on_cpu(tmp_path):
 
     # float32 kernels fused differently: equal to float32 round-off over two steps
     assert losses(compiled) == pytest.approx(losses(eager), rel=1e-4, abs=1e-5)
+
+
+def test_attention_init_xavier_is_multihead_attentions():
+    """The paper preset initialises attention as nn.MultiheadAttention does: Xavier-uniform input
+    projection over (3C, C), zero biases; `default` keeps Conv2d's init."""
+    assert UNetSpec(preset="paper").resolve(in_channels=3, image_size=32).attention_init == "xavier"
+    assert UNetSpec(preset="digits").resolve(in_channels=1, image_size=32).attention_init == "default"
+    torch.manual_seed(0)
+    c = 256
+    ours = Attention(c, groups=8, heads=4, zero_init=False, init="xavier")
+    ref = torch.nn.MultiheadAttention(c, 4)
+    bound = (6.0 / (c + 3 * c)) ** 0.5
+    for w in (ours.qkv.weight.detach().reshape(3 * c, c), ref.in_proj_weight.detach()):
+        assert float(w.abs().max()) <= bound and float(w.abs().max()) > 0.99 * bound
+        assert abs(float(w.std()) - bound / 3 ** 0.5) < 0.01 * bound
+    assert not ours.qkv.bias.any() and not ours.proj.bias.any() and not ref.in_proj_bias.any()
+    assert abs(float(ours.proj.weight.std()) - float(ref.out_proj.weight.std())) < 0.02 * float(
+        ref.out_proj.weight.std())
+    plain = Attention(c, groups=8, heads=4, zero_init=False)
+    assert plain.qkv.bias.abs().max() > 0 and float(plain.qkv.weight.abs().max()) <= c ** -0.5

@@ -12,7 +12,7 @@ import dataclasses
 import json
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,7 +22,8 @@ from diffusion_regimes.errors import ConfigError
 
 T = TypeVar("T")
 
-__all__ = ["ConfigError", "build", "deep_merge", "from_json", "load_yaml", "to_dict", "validate"]
+__all__ = ["ConfigError", "build", "check_overlays", "deep_merge", "from_json", "load_yaml",
+           "merge_config_files", "noop_empty_mappings", "to_dict", "validate"]
 
 
 def load_yaml(path: str | Path, *, allow_empty: bool = True) -> dict[str, Any]:
@@ -57,6 +58,66 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
             merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
+    return merged
+
+
+def noop_empty_mappings(base: Mapping[str, Any], overlay: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys where ``overlay`` holds an empty mapping and ``base`` a non-empty one.
+
+    Merged (:func:`deep_merge`, as Snakemake merges ``--configfile`` overlays), ``{}`` changes nothing: the
+    base's entries stay.  Written in an overlay it almost always means "none of these" or "the defaults",
+    which it does not do; :func:`check_overlays` reports it.
+    """
+    found = []
+    for key, value in overlay.items():
+        below = base.get(key) if isinstance(base, Mapping) else None
+        if isinstance(value, Mapping) and isinstance(below, Mapping):
+            if not value and below:
+                found.append(f"{prefix}{key}")
+            else:
+                found += noop_empty_mappings(below, value, f"{prefix}{key}.")
+    return found
+
+
+def check_overlays(base: Mapping[str, Any], overlays: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+    """Raise :class:`ConfigError` when an overlay's empty mapping would merge into a non-empty one of
+    ``base`` (or of an earlier overlay) and change nothing.  ``overlays``: ``(name, mapping)`` in merge
+    order."""
+    problems = []
+    merged: Mapping[str, Any] = base
+    for name, overlay in overlays:
+        for key in noop_empty_mappings(merged, overlay):
+            problems.append(f"{name}: `{key}: {{}}` merges into {_lookup(merged, key)!r} and changes nothing "
+                            "(overlays merge mapping into mapping); write the value of every entry you mean, "
+                            f"e.g. `{key}: {_example(_lookup(merged, key))}`")
+        merged = deep_merge(merged, overlay)
+    if problems:
+        lines = "\n  - ".join(problems)
+        raise ConfigError(f"invalid configuration overlay ({len(problems)} problem(s)):\n  - {lines}")
+
+
+def _lookup(config: Mapping[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        config = config[part]
+    return config
+
+
+def _example(mapping: Mapping[str, Any]) -> str:
+    return "{" + ", ".join(f"{key}: ..." for key in mapping) + "}"
+
+
+def merge_config_files(paths: Sequence[str | Path]) -> dict[str, Any]:
+    """The configuration of ``snakemake --configfile B [C ...]``: ``paths[0]`` (the workflow's own
+    ``config/config.yaml``) with the overlays merged on in order, exactly as Snakemake merges them
+    (:func:`deep_merge`), after :func:`check_overlays`."""
+    if not paths:
+        raise ConfigError("no config file given")
+    base = load_yaml(paths[0], allow_empty=False)
+    overlays = [(str(path), load_yaml(path)) for path in paths[1:]]
+    check_overlays(base, overlays)
+    merged = base
+    for _, overlay in overlays:
+        merged = deep_merge(merged, overlay)
     return merged
 
 

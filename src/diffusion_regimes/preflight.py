@@ -89,7 +89,35 @@ def _check_regimes(config: Mapping[str, Any]) -> list[str]:
     return []
 
 
-CHECKS = (_check_names, _check_references, _check_unet, _check_regimes)
+def _check_nearest_grid(config: Mapping[str, Any]) -> list[str]:
+    """``regimes.nearest_check_every`` counts DDPM steps: every sampler grid it is used on must hold them
+    (the sweeps' ``sampler_steps`` of each model, and ``law_steps`` when the collapse law runs)."""
+    from diffusion_regimes.regimes import MODELS, nearest_check_points
+    from diffusion_regimes.sampler import DDPMAncestral
+
+    regimes = config.get("regimes") or {}
+    every = regimes.get("nearest_check_every", 1)
+    if not isinstance(every, int) or every <= 1:
+        return []
+    steps = regimes.get("sampler_steps") or {}
+    chosen = regimes.get("models", MODELS)
+    measured = {m for group in chosen.values() for m in group} if isinstance(chosen, Mapping) else set(chosen)
+    if isinstance(chosen, Mapping) and set(regimes.get("datasets") or []) - set(chosen):
+        measured |= set(MODELS)  # datasets left out of the mapping measure every model
+    grids = {f"regimes.sampler_steps.{model} = {steps.get(model, 1000)}": steps.get(model, 1000)
+             for model in MODELS if model in measured}
+    if regimes.get("law_datasets"):
+        grids[f"regimes.law_steps = {regimes.get('law_steps', 250)}"] = regimes.get("law_steps", 250)
+    problems = []
+    for key, k in grids.items():
+        try:
+            nearest_check_points(DDPMAncestral.respaced(int(k)).ddpm_steps, every)
+        except ConfigError as exc:
+            problems.append(f"{exc} [{key}]")
+    return problems
+
+
+CHECKS = (_check_names, _check_references, _check_unet, _check_regimes, _check_nearest_grid)
 
 
 def preflight(config: Mapping[str, Any]) -> None:

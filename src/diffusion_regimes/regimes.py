@@ -153,7 +153,9 @@ class RegimesSpec:
     # with s = entropy_step_every (the paper's authors: s = 50, steps 950 ... 50)
     entropy_grid: Literal["geometric", "ddpm_steps"] = "geometric"
     entropy_step_every: int = 50
-    nearest_check_every: int = 1  # t̂_C: nearest index tested every so many DDPM steps (authors: 50)
+    # t̂_C: nearest index tested at DDPM steps 0, c, 2c, ... (c = this; authors: 50), converted to grid
+    # points by :func:`nearest_check_points`; 1 = at every point of the sampler's grid
+    nearest_check_every: int = 1
     n_prime: int = 2000  # noisy samples of the excess-entropy estimate (paper: 250 000 - 400 000)
     strip_times: int = 6  # images per row of the strip figure
     quality_phi_min: float = 0.97  # a row whose phi at the smallest branch time is lower is flagged
@@ -328,6 +330,34 @@ class RegimesSpec:
         return np.unique(grid[(grid > 0) & (grid <= schedule.time_of_step(schedule.n_steps))])
 
 
+def nearest_check_points(ddpm_steps: Sequence[int], every: int, *, where: str = "regimes") -> np.ndarray:
+    """Grid indices at which t̂_C compares the nearest training index, in ascending index (descending t).
+
+    ``every`` counts DDPM steps, whatever the sampler's grid: the checks sit at DDPM steps
+    ``k = 0, every, 2 every, ...`` up to the grid's first step (the authors: every 50 steps, k = 1000, 950,
+    ..., 50, 0).  ``every = 1`` checks at every grid point (on the full 1000-step sampler: every DDPM step).
+    ``ddpm_steps``: the DDPM step of each grid point, descending to 0 (``DDPMAncestral.ddpm_steps``).
+    A grid that lacks one of these steps (a respaced sampler) cannot honour ``every``: :class:`ConfigError`.
+    """
+    steps = [int(k) for k in ddpm_steps]
+    if every < 1:
+        raise ConfigError(f"{where}.nearest_check_every = {every}: give a positive number of DDPM steps")
+    if every == 1:
+        return np.arange(len(steps), dtype=np.int64)
+    position = {k: i for i, k in enumerate(steps)}
+    wanted = range(0, max(steps) + 1, every)
+    missing = [k for k in wanted if k not in position]
+    if missing:
+        shown = ", ".join(str(k) for k in missing[:6]) + (", ..." if len(missing) > 6 else "")
+        raise ConfigError(
+            f"{where}.nearest_check_every = {every} counts DDPM steps, but the {len(steps) - 1}-step "
+            f"sampler's grid has no point at k = {shown} ({len(missing)} of the {len(wanted)} checks); run "
+            f"the full 1000-step sampler there (regimes.sampler_steps / law_steps: 1000), or check at every "
+            f"grid point "
+            f"(nearest_check_every: 1)")
+    return np.array(sorted(position[k] for k in wanted), dtype=np.int64)
+
+
 def sweep_integrator(*, steps: int, schedule: DDPMSchedule, variance: str = "large") -> DDPMAncestral:
     """The ancestral DDPM sampler on ``steps`` of the schedule's steps (respaced when fewer)."""
     return DDPMAncestral.respaced(steps, schedule=schedule, variance=variance)
@@ -469,13 +499,14 @@ def _clone_chunk(
     generator: torch.Generator,
     max_chunk_bytes: int,
     strip_times: int,
-    check_every: int,
+    check_points: np.ndarray,
     progress: bool,
 ) -> dict:
     """One chunk of ``n_pairs`` shared-trunk sweeps: the raw per-pair measurements, branch order =
     ``indices``.
 
-    ``grid_steps``: the DDPM step of each grid index (the strip's labels).  Returns tensors
+    ``grid_steps``: the DDPM step of each grid index (the strip's labels); ``check_points``: the grid
+    indices where the nearest training index is compared (:func:`nearest_check_points`).  Returns tensors
     ``same_class``, ``same_point`` ``(B, P)`` uint8 (``B = 0`` without branch times); ``t_collapse``,
     ``memorisation``,
     ``confidence`` ``(P,)`` float64; ``labels`` ``(P,)``; ``neighbours`` ``(P, 2)``; ``samples``
@@ -484,9 +515,9 @@ def _clone_chunk(
     n = n_pairs
     big_l = integrator.n_steps
     x = torch.randn((n, *shape), dtype=torch.float64, generator=generator)
-    # nearest training index of each trunk trajectory at every grid time (training set scaled by e^{-t})
+    # nearest training index of each trunk trajectory at the check points (training set scaled by e^{-t})
     nearest = StepRecorder(lambda s, t: nearest_index(s, data, t=t, max_chunk_bytes=max_chunk_bytes),
-                           n_trunk=n)
+                           n_trunk=n, steps=check_points.tolist())
     nearest(0, float(integrator.times[0]), x)
     strip_i = np.unique(np.linspace(0, big_l, strip_times).round().astype(int))
     strip_rec = StepRecorder(lambda s, t: s[0::n].clone().float(), n_trunk=n, part="all",
@@ -520,7 +551,7 @@ def _clone_chunk(
     return {
         "same_class": same_class.to(torch.uint8),
         "same_point": same_point.to(torch.uint8),
-        "t_collapse": collapse_times(history, grid_times, check_every=check_every),
+        "t_collapse": collapse_times(history, grid_times),
         "memorisation": memo.cpu(),
         "confidence": probs_trunk.max(dim=1).values.to(torch.float64).cpu(),
         "labels": labels_trunk.cpu(),
@@ -570,6 +601,7 @@ def cloning_experiment(
     if not deterministic and indices.size < 2:
         raise ConfigError(f"regimes: only {indices.size} distinct branch time(s) on a {steps}-step sampler; "
                           "raise regimes.sampler_steps or the number of branch times")
+    check_points = nearest_check_points(grid.ddpm_steps, spec.nearest_check_every)
     shape = tuple(training.shape[1:])
     data = training.reshape(training.shape[0], -1).to(torch.float64)
     start = time.perf_counter()
@@ -585,7 +617,7 @@ def cloning_experiment(
         chunk = _clone_chunk(score=score, data=data, shape=shape, labeller=labeller, integrator=integrator,
                              grid_steps=grid.ddpm_steps, indices=indices, n_pairs=size, generator=gen,
                              max_chunk_bytes=spec.max_chunk_bytes, strip_times=spec.strip_times,
-                             check_every=spec.nearest_check_every, progress=progress)
+                             check_points=check_points, progress=progress)
         if path is not None:
             # embedded provenance: what produced this resumable piece of the sweep
             chunk["provenance"] = provenance_record(
@@ -830,6 +862,7 @@ __all__ = [
     "SweepPlan",
     "branch_indices",
     "cloning_experiment",
+    "nearest_check_points",
     "plan_sweep",
     "quality_verdict",
     "regimes_row",

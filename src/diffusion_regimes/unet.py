@@ -54,6 +54,10 @@ class UNetConfig:
     # Zero-initialised last conv of each residual block, attention projection and output conv (every block
     # starts as the identity, improved-diffusion's choice); False keeps PyTorch's default initialisation.
     zero_init: bool = True
+    # Attention weights: "default" = PyTorch's Conv2d init of the 1x1 qkv and output convs; "xavier" = as
+    # nn.MultiheadAttention initialises itself (the authors' attention): Xavier-uniform qkv weights over
+    # the (3C, C) matrix, zero qkv and output biases, the output weights as a Linear layer's
+    attention_init: Literal["default", "xavier"] = "default"
 
     def __post_init__(self) -> None:
         levels = len(self.channel_mult)
@@ -97,11 +101,12 @@ class UNetConfig:
 # Named architectures; ``in_channels``/``image_size`` are set from the data (see :func:`preset`).
 PRESETS: dict[str, UNetConfig] = {
     # docs/science.md section 6 with the authors' network details (Utils/Unet.py of their repository:
-    # GroupNorm(8), 4-head attention, GELU in the step MLP, Dropout2d, default init); 25.64 M parameters at
-    # 3x32x32.
+    # GroupNorm(8), 4-head attention initialised as nn.MultiheadAttention, GELU in the step MLP, Dropout2d,
+    # default init elsewhere); 25.64 M parameters at 3x32x32.
     "paper": UNetConfig(base_channels=64, channel_mult=(1, 2, 4, 4), num_res_blocks=2,
                         attention_levels=(1, 2), dropout=0.1, groups=8, attention_heads=4,
-                        time_activation="gelu", dropout_kind="channel", zero_init=False),
+                        time_activation="gelu", dropout_kind="channel", zero_init=False,
+                        attention_init="xavier"),
     # The default CPU run: same layout, narrower and shallower (0.28 M parameters, 0.13 GFLOP per
     # 1x32x32 image; a 2-core CPU trains a few hundred batches in minutes, see config/README.md).
     "small": UNetConfig(base_channels=16, channel_mult=(1, 2, 2), num_res_blocks=1,
@@ -142,6 +147,7 @@ class UNetSpec:
     time_activation: Literal["silu", "gelu"] | None = None
     dropout_kind: Literal["element", "channel"] | None = None
     zero_init: bool | None = None
+    attention_init: Literal["default", "xavier"] | None = None
 
     def resolve(self, *, in_channels: int, image_size: int) -> UNetConfig:
         """The architecture for images of ``in_channels`` x ``image_size`` x ``image_size``."""
@@ -149,7 +155,8 @@ class UNetSpec:
         overrides = {
             name: getattr(self, name)
             for name in ("base_channels", "channel_mult", "num_res_blocks", "attention_levels", "dropout",
-                         "groups", "attention_heads", "time_activation", "dropout_kind", "zero_init")
+                         "groups", "attention_heads", "time_activation", "dropout_kind", "zero_init",
+                         "attention_init")
             if getattr(self, name) is not None
         }
         return replace(base, **overrides)
@@ -198,12 +205,22 @@ class Attention(nn.Module):
     and output projections, so the head count changes no parameter count.
     """
 
-    def __init__(self, channels: int, *, groups: int, heads: int = 1, zero_init: bool = True) -> None:
+    def __init__(self, channels: int, *, groups: int, heads: int = 1, zero_init: bool = True,
+                 init: str = "default") -> None:
         super().__init__()
         self.heads = heads
         self.norm = nn.GroupNorm(groups, channels)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj = nn.Conv2d(channels, channels, 1)
+        if init == "xavier":
+            # nn.MultiheadAttention._reset_parameters: Xavier-uniform over the whole (3C, C) input projection
+            # (fan_in C, fan_out 3C), zero input and output biases; the output weight keeps the Linear (here
+            # 1x1 Conv2d, same bound 1/sqrt(C)) default
+            nn.init.xavier_uniform_(self.qkv.weight)
+            nn.init.zeros_(self.qkv.bias)
+            nn.init.zeros_(self.proj.bias)
+        elif init != "default":
+            raise ConfigError(f"unet.attention_init: {init!r} is not valid; choose 'default' or 'xavier'")
         if zero_init:
             nn.init.zeros_(self.proj.weight)
             nn.init.zeros_(self.proj.bias)
@@ -262,7 +279,8 @@ class UNet(nn.Module):
                             dropout_kind=config.dropout_kind, zero_init=config.zero_init)
 
         def attention(c: int) -> Attention:
-            return Attention(c, groups=g, heads=config.attention_heads, zero_init=config.zero_init)
+            return Attention(c, groups=g, heads=config.attention_heads, zero_init=config.zero_init,
+                             init=config.attention_init)
 
         def block(c_in: int, c_out: int, level: int) -> _Stage:
             attn = attention(c_out) if level in config.attention_levels else None

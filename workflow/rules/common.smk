@@ -4,6 +4,7 @@ import os
 import sys
 
 from diffusion_regimes.config import build as build_section
+from diffusion_regimes.config import check_overlays, load_yaml
 from diffusion_regimes.config import migrate_legacy_resources, migrate_legacy_sections
 from diffusion_regimes.config import validate as validate_config
 from diffusion_regimes.data import DatasetSpec
@@ -18,6 +19,10 @@ from diffusion_regimes.regimes import SAMPLERS as REGIMES_SAMPLERS
 from diffusion_regimes.regimes import RegimesSpec
 
 SCHEMAS = Path(workflow.basedir) / "workflow" / "schemas"
+
+# An overlay's `key: {}` merges into config.yaml's mapping and changes nothing: an error, not a silent no-op.
+check_overlays(load_yaml(DEFAULT_CONFIG), [(str(p), load_yaml(p)) for p in workflow.overwrite_configfiles
+                                           if Path(p).is_file()])
 
 # train.threads/mem_mb/runtime_min and ideal.threads moved to `resources:`, and the section `ideal:` is now
 # `regimes:`; old overlays keep working (with a notice).

@@ -61,9 +61,38 @@ _MAX_ERROR_BYTES = 1 << 16
 
 
 # ---------------------------------------------------------------- decoding (runs in the child)
-def centre_crop_resize(image: Any, resolution: int) -> np.ndarray:
-    """PIL image -> uint8 (3, r, r): centre crop to the short side, then resize (docs/science.md
-    section 4)."""
+RESIZES = ("bicubic", "bilinear", "bilinear_antialias")
+"""``datasets.<name>.resize``: PIL's antialiased bicubic, bilinear interpolation without antialiasing (as
+``torchvision.transforms.Resize`` on tensors before torchvision 0.17, whose default was
+``antialias=False``: the authors' LSUN transform), and PIL's antialiased bilinear (what torchvision does on
+PIL images, and on tensors with ``antialias=True``)."""
+
+
+def bilinear_no_antialias(pixels: np.ndarray, resolution: int) -> np.ndarray:
+    """uint8 (h, w, 3) -> uint8 (r, r, 3) by bilinear interpolation without antialiasing.
+
+    The sampling of ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False,
+    antialias=False)``: output pixel ``j`` reads the source at ``(j + 1/2) s - 1/2`` (``s`` = the size
+    ratio), clamped at the borders, between its two neighbours; downscaling 256 -> 64 thus averages two
+    of every four source pixels per axis.  Rounded to the nearest integer (the tensor route keeps floats:
+    at most 1/510 per pixel apart).
+    """
+    def weights(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        src = np.maximum((np.arange(resolution) + 0.5) * (size / resolution) - 0.5, 0.0)
+        low = np.minimum(np.floor(src).astype(np.int64), size - 1)
+        high = np.minimum(low + 1, size - 1)
+        return low, high, src - low
+
+    x = pixels.astype(np.float64)
+    (r0, r1, wr), (c0, c1, wc) = weights(x.shape[0]), weights(x.shape[1])
+    rows = x[r0] * (1.0 - wr)[:, None, None] + x[r1] * wr[:, None, None]
+    out = rows[:, c0] * (1.0 - wc)[None, :, None] + rows[:, c1] * wc[None, :, None]
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def centre_crop_resize(image: Any, resolution: int, resize: str = "bicubic") -> np.ndarray:
+    """PIL image -> uint8 (3, r, r): centre crop to the short side, then resize with ``resize``
+    (:data:`RESIZES`; docs/science.md section 4)."""
     from PIL import Image
 
     image = image.convert("RGB")
@@ -71,11 +100,17 @@ def centre_crop_resize(image: Any, resolution: int) -> np.ndarray:
     side = min(w, h)
     left, top = (w - side) // 2, (h - side) // 2
     image = image.crop((left, top, left + side, top + side))
-    image = image.resize((resolution, resolution), Image.Resampling.BICUBIC)
+    if resize == "bilinear":
+        return bilinear_no_antialias(np.asarray(image, dtype=np.uint8), resolution).transpose(2, 0, 1)
+    filters = {"bicubic": Image.Resampling.BICUBIC, "bilinear_antialias": Image.Resampling.BILINEAR}
+    if resize not in filters:
+        raise DataError(f"resize {resize!r} is not valid; choose one of {list(RESIZES)}")
+    image = image.resize((resolution, resolution), filters[resize])
     return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
 
 
-def decode_image(source: BinaryIO | bytes, *, resolution: int, max_pixels: int) -> np.ndarray:
+def decode_image(source: BinaryIO | bytes, *, resolution: int, max_pixels: int,
+                 resize: str = "bicubic") -> np.ndarray:
     """Decode one image file or blob (PNG, JPEG, WebP or BMP only) -> uint8 (3, r, r).
 
     The pixel count is read from the header and refused above ``max_pixels`` before any decoding.
@@ -94,7 +129,7 @@ def decode_image(source: BinaryIO | bytes, *, resolution: int, max_pixels: int) 
             raise DataError(f"image of {width}x{height} = {width * height} pixels, above the "
                             f"{max_pixels}-pixel limit (a decompression bomb, or not a dataset image; "
                             f"`decoder_limits.max_pixels`); refused before decoding")
-        return centre_crop_resize(image, resolution)
+        return centre_crop_resize(image, resolution, resize)
 
 
 def _send(out: BinaryIO, tag: bytes, payload: bytes) -> None:
@@ -140,7 +175,8 @@ def _child_items(request: dict[str, Any]) -> Iterator[tuple[bytes, bytes]]:
         for item in request["items"]:
             _arm_cpu(limits.cpu_seconds)
             with open_inside(Path(os.fsdecode(bytes.fromhex(item))), root) as fh:
-                image = decode_image(fh, resolution=request["resolution"], max_pixels=limits.max_pixels)
+                image = decode_image(fh, resolution=request["resolution"], max_pixels=limits.max_pixels,
+                                     resize=request.get("resize", "bicubic"))
             yield b"R", image.tobytes()
         return
     env, _fh, size = _open_lmdb(Path(request["export"]), root)
@@ -166,7 +202,8 @@ def _child_items(request: dict[str, Any]) -> Iterator[tuple[bytes, bytes]]:
             if len(value) > value_limit:
                 raise DataError(f"value of {len(value)} bytes, above the {value_limit}-byte limit for one "
                                 f"encoded image; refused")
-            image = decode_image(bytes(value), resolution=request["resolution"], max_pixels=limits.max_pixels)
+            image = decode_image(bytes(value), resolution=request["resolution"], max_pixels=limits.max_pixels,
+                                 resize=request.get("resize", "bicubic"))
             yield b"R", image.tobytes()
 
 
@@ -339,12 +376,13 @@ def _images(request: dict[str, Any], items: list[str], names: list[str], *, reso
     return out
 
 
-def file_images(files: Sequence[Path], root: Path, *, resolution: int, limits: DecoderLimits) -> np.ndarray:
+def file_images(files: Sequence[Path], root: Path, *, resolution: int, limits: DecoderLimits,
+                resize: str = "bicubic") -> np.ndarray:
     """Decode image ``files`` (each opened inside ``root``) -> uint8 (k, 3, r, r), in a child."""
     items = [os.fsencode(f).hex() for f in files]
     names = [printable(str(f), quote=False) for f in files]
-    return _images({"task": "files", "root": str(root), "limits": _limits_dict(limits)}, items, names,
-                   resolution=resolution, limits=limits)
+    return _images({"task": "files", "root": str(root), "limits": _limits_dict(limits), "resize": resize},
+                   items, names, resolution=resolution, limits=limits)
 
 
 def lmdb_keys(export: Path, root: Path, *, limits: DecoderLimits) -> list[bytes]:
@@ -356,13 +394,13 @@ def lmdb_keys(export: Path, root: Path, *, limits: DecoderLimits) -> list[bytes]
 
 
 def lmdb_images(export: Path, root: Path, keys: Sequence[bytes], *, resolution: int, value_limit: int,
-                limits: DecoderLimits) -> np.ndarray:
+                limits: DecoderLimits, resize: str = "bicubic") -> np.ndarray:
     """Decode the values of ``keys`` in the LMDB export ``export`` -> uint8 (k, 3, r, r), in a child."""
     size = (export / "data.mdb").stat().st_size
     names = [f"{printable(str(export), quote=False)}[{printable(k.decode('utf-8', 'replace'), quote=False)}]"
              for k in keys]
     request = {"task": "lmdb_images", "export": str(export), "root": str(root), "mapped": size,
-               "value_limit": value_limit, "limits": _limits_dict(limits)}
+               "value_limit": value_limit, "limits": _limits_dict(limits), "resize": resize}
     return _images(request, [k.hex() for k in keys], names, resolution=resolution, limits=limits)
 
 

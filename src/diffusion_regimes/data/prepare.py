@@ -61,8 +61,9 @@ def prepare_subset(spec: DatasetSpec, *, name: str) -> PreparedSubset:
     indices = tuple(x for pair in zip(*ids, strict=True) for x in pair)
     labels = torch.arange(spec.n, dtype=torch.int64) % 2
     pixels = torch.from_numpy(raw).to(torch.float64) / 255.0
-    # Per-channel centring (docs/science.md section 4): one mean per channel, kept to show samples as images.
-    means = pixels.mean(dim=(0, 2, 3))
+    # Per-channel centring (docs/science.md section 4): one mean per channel, kept to show samples as images;
+    # `centring: second_class` takes it over the second class's images only (the authors' MNIST quirk)
+    means = (pixels[1::2] if spec.centring == "second_class" else pixels).mean(dim=(0, 2, 3))
     images = (pixels - means.reshape(1, -1, 1, 1)).to(torch.float32)
     held_images, held_labels = _held_out(source, spec, means)
     return PreparedSubset(

