@@ -153,3 +153,12 @@ def test_entropy_grid_on_ddpm_steps_is_the_authors_grid():
     np.testing.assert_allclose(geometric[[0, -1]], [0.02, 3.0], rtol=1e-12)
     with pytest.raises(ConfigError, match="entropy_grid"):
         entropy_time_grid("linear", t_min=0.02, t_max=3.0, n_times=20, step_every=50)
+
+
+def test_leaves_the_training_set_untouched():
+    # float64 data is its own float64 view: the estimator's in-place work must never reach it
+    data = _data(50, 8)
+    before = data.clone()
+    excess_entropy(data, times=[0.5], n_prime=40, generator=torch.Generator().manual_seed(0),
+                   matmul_dtype=torch.float64)
+    assert torch.equal(data, before)
