@@ -27,9 +27,10 @@ over chunks of samples (rows) and training points (columns); the logsumexp over 
 score), so memory is bounded by ``max_chunk_bytes`` whatever n and n'.  Norms,
 the logsumexp's running max and sum, and the mean are float64.  The matmul runs in float32 by default (the
 matmul rate), fused with the column bias (addmm), and the exponentials of a chunk are taken in the matmul
-dtype after subtracting the row max (values in (0, 1], relative error <= u each, summed per chunk in float32, across chunks in float64); the
-logsumexp argument, of magnitude ~ d r / Delta_t, carries an absolute float32 error ~ u d r / Delta_t, i.e.
-~u r / Delta_t in g_nu: below the cross-term error that follows.  A float32
+dtype after subtracting the row max (values in (0, 1], relative error <= u each, summed per chunk in
+float32, across chunks in float64); the logsumexp argument, of magnitude ~ d r / Delta_t, carries an
+absolute float32 error ~ u d r / Delta_t, i.e. ~u r / Delta_t in g_nu: below the cross-term error that
+follows.  A float32
 dot product of length d has rounding error |delta(x.a)| <= gamma_d |x| |a| in the worst case
 (gamma_d ~ d u, u = 2^-24 ~ 6e-8) and ~sqrt(d) u |x| |a| in practice (blocked accumulation, errors of
 random sign).  It enters g_nu as e^{-t} delta(x.a) / (Delta_t d); with |x|, |a| ~ sqrt(d r) for data of

@@ -44,8 +44,9 @@ def _default_case() -> tuple[str, int]:
     """(preset, batch size) of the default workflow: read from config/config.yaml when run in the repo."""
     if DEFAULT_CONFIG.exists():
         cfg = load_yaml(DEFAULT_CONFIG)
-        return str(cfg.get("unet", {}).get("preset", "compact")), int(cfg.get("train", {}).get("batch_size", 32))
-    return "compact", 32
+        unet, train = cfg.get("unet", {}), cfg.get("train", {})
+        return str(unet.get("preset", "small")), int(train.get("batch_size", 32))
+    return "small", 32
 
 
 def _flops(model: torch.nn.Module, x: torch.Tensor, k: torch.Tensor, *, backward: bool) -> float:
@@ -77,7 +78,8 @@ def _setup(name: str, *, channels: int, image: int, batch: int, device: torch.de
     params, ema_params = list(model.parameters()), list(ema.parameters())
     opt = torch.optim.Adam(params, lr=1e-4, foreach=adam == "foreach", fused=adam == "fused")
     gen = torch.Generator(device=device).manual_seed(0)
-    data = torch.randn(1000, channels, image, image, device=device, generator=gen).contiguous(memory_format=fmt)
+    data = torch.randn(1000, channels, image, image, device=device, generator=gen)
+    data = data.contiguous(memory_format=fmt)
     alpha_bar = DDPMSchedule().alpha_bar.to(device)
     forward = torch.compile(model) if compile_model else model
 
@@ -119,11 +121,12 @@ def _train_seconds(setup: _Setup, *, repeats: int, steps: int) -> float:
 
 
 def _sample_seconds(model: torch.nn.Module, *, channels: int, image: int, device: torch.device,
-                    repeats: int, channels_last: bool = False) -> float:
+                    repeats: int, channels_last: bool = False, micro_batch: int | None = None) -> float:
     """Best seconds of one score evaluation on ``SAMPLE_BATCH`` images (= SAMPLE_BATCH network calls)."""
     model.eval()
     schedule = DDPMSchedule()
-    score = NoisePredictorScore(model, image_shape=(channels, image, image), schedule=schedule)
+    score = NoisePredictorScore(model, image_shape=(channels, image, image), schedule=schedule,
+                                micro_batch=micro_batch)
     gen = torch.Generator(device=device).manual_seed(1)
     x = torch.randn(SAMPLE_BATCH, channels, image, image, device=device, generator=gen)
     if channels_last:
@@ -196,7 +199,8 @@ def _profile_table(name: str, *, channels: int, image: int, batch: int, device: 
     print(f"|{'-' * 44}|-----------------:|------:|-----------------:|------:|")
     for row in rows:
         tr, sa = train.get(row, 0.0), sample.get(row, 0.0)
-        print(f"| {row:42s} | {tr * 1e3:16.1f} | {tr / t_total:5.1%} | {sa * 1e3:16.1f} | {sa / s_total:5.1%} |")
+        print(f"| {row:42s} | {tr * 1e3:16.1f} | {tr / t_total:5.1%} | {sa * 1e3:16.1f} "
+              f"| {sa / s_total:5.1%} |")
     print(f"| {'total (profiled)':42s} | {t_total * 1e3:16.1f} |       | {s_total * 1e3:16.1f} |       |")
 
 
@@ -245,12 +249,28 @@ def run(args: argparse.Namespace) -> None:
             if paper_on_cpu:
                 continue
             sampler = setup.forward if options.get("compile_model") else setup.model
-            per_call = _sample_seconds(sampler, channels=channels, image=image, device=device, repeats=repeats,
-                                       channels_last=bool(options.get("channels_last")))
+            per_call = _sample_seconds(sampler, channels=channels, image=image, device=device,
+                                       repeats=repeats, channels_last=bool(options.get("channels_last")))
             sample_rate = SAMPLE_BATCH * fwd / per_call / 1e9
-            print(f"  [{label}] sampling batch {SAMPLE_BATCH}: {SAMPLE_BATCH / per_call:6.0f} network calls/s "
-                  f"(images/s per step), {sample_rate:6.1f} GFLOP/s = {sample_rate / peak:.2f} x matmul; "
+            print(f"  [{label}] sampling batch {SAMPLE_BATCH}: {SAMPLE_BATCH / per_call:6.0f} network "
+                  f"calls/s (images/s per step), {sample_rate:6.1f} GFLOP/s = "
+                  f"{sample_rate / peak:.2f} x matmul; "
                   f"setup {time.perf_counter() - start:.1f} s")
+        if name == default and not gpu:
+            # the adapter's CPU micro-batch (score.CPU_MICRO_BATCH) against its neighbours
+            for micro in (16, 32, 64, 128):
+                per_call = _sample_seconds(setup.model, channels=channels, image=image, device=device,
+                                           repeats=repeats, micro_batch=micro)
+                sample_rate = SAMPLE_BATCH * fwd / per_call / 1e9
+                print(f"  [micro-batch {micro:3d}] sampling batch {SAMPLE_BATCH}: "
+                      f"{SAMPLE_BATCH / per_call:6.0f} network calls/s, {sample_rate:6.1f} GFLOP/s = "
+                      f"{sample_rate / peak:.2f} x matmul")
+            # training batch sizes around the default (images/s decide the cost of an epoch)
+            for other_batch in sorted({16, 32, 64} - {batch}):
+                other = _setup(name, channels=channels, image=image, batch=other_batch, device=device)
+                per_step = _train_seconds(other, repeats=repeats, steps=steps)
+                print(f"  [batch {other_batch:3d}] training: {1 / per_step:6.2f} steps/s, "
+                      f"{other_batch / per_step:6.0f} images/s")
     if not gpu:
         _profile_table(default, channels=1, image=32, batch=default_batch, device=device,
                        steps=3 if args.quick else 10)
