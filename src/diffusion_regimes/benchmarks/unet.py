@@ -235,6 +235,10 @@ def run(args: argparse.Namespace) -> None:
         print(f"\n{name}: {count_parameters(model) / 1e6:.3f} M parameters at {channels}x{image}x{image}; "
               f"{fwd / 1e9:.4f} GFLOP forward, {train_flops / 1e9:.4f} GFLOP forward+backward per image")
         for label, options in kinds:
+            # the baseline right next to each measurement: on a shared machine the matmul rate itself
+            # moves by 3x within minutes, and a ratio is only meaningful against the rate of its moment
+            peak = matmul_gflops(size=size, device=device.type)
+            print(f"  float32 matmul now: {peak:.1f} GFLOP/s")
             start = time.perf_counter()
             setup = _setup(name, channels=channels, image=image, batch=batch, device=device, **options)
             first = time.perf_counter()
@@ -259,6 +263,7 @@ def run(args: argparse.Namespace) -> None:
         if name == default and not gpu:
             # the adapter's CPU micro-batch (score.CPU_MICRO_BATCH) against its neighbours
             for micro in (16, 32, 64, 128):
+                peak = matmul_gflops(size=size, device=device.type)
                 per_call = _sample_seconds(setup.model, channels=channels, image=image, device=device,
                                            repeats=repeats, micro_batch=micro)
                 sample_rate = SAMPLE_BATCH * fwd / per_call / 1e9
@@ -268,9 +273,11 @@ def run(args: argparse.Namespace) -> None:
             # training batch sizes around the default (images/s decide the cost of an epoch)
             for other_batch in sorted({16, 32, 64} - {batch}):
                 other = _setup(name, channels=channels, image=image, batch=other_batch, device=device)
+                peak = matmul_gflops(size=size, device=device.type)
                 per_step = _train_seconds(other, repeats=repeats, steps=steps)
+                train_rate = other_batch * train_flops / per_step / 1e9
                 print(f"  [batch {other_batch:3d}] training: {1 / per_step:6.2f} steps/s, "
-                      f"{other_batch / per_step:6.0f} images/s")
+                      f"{other_batch / per_step:6.0f} images/s = {train_rate / peak:.2f} x matmul")
     if not gpu:
         _profile_table(default, channels=1, image=32, batch=default_batch, device=device,
                        steps=3 if args.quick else 10)
