@@ -9,6 +9,7 @@ import torch
 from diffusion_regimes import theory
 from diffusion_regimes.entropy import (
     NOISE_BLOCK,
+    NOISE_DTYPE,
     ExcessEntropy,
     collapse_time,
     entropy_time_grid,
@@ -36,10 +37,10 @@ def _direct(data, times, n_prime, seed):
         seeds = torch.randint(0, 2**62, (n_blocks,), generator=gen).tolist()
         block = min(NOISE_BLOCK, n_prime)
         noise = torch.cat([
-            torch.randn(min(block, n_prime - s), d, dtype=torch.float64,
+            torch.randn(min(block, n_prime - s), d, dtype=NOISE_DTYPE,
                         generator=torch.Generator().manual_seed(seeds[s // block]))
             for s in range(0, n_prime, block)
-        ])
+        ]).to(torch.float64)
         b = data * math.exp(-t)
         x = b[mu] + math.sqrt(dlt) * noise
         sq = ((x[:, None, :] - b[None, :, :]) ** 2).sum(-1)  # (n', n) direct distances

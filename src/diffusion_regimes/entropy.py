@@ -40,7 +40,8 @@ n' samples).  Centred data (r ~ 1) keep it there.  ``tests/test_entropy.py`` che
 Pass ``matmul_dtype=torch.float64`` to get the exact evaluation.
 
 Randomness: per time, the indices mu(nu) are drawn from ``generator`` and the noise of every block of
-``NOISE_BLOCK`` consecutive samples from its own generator seeded from ``generator``; so the result does
+``NOISE_BLOCK`` consecutive samples from its own generator seeded from ``generator`` (drawn in
+``NOISE_DTYPE``); so the result does
 not depend on ``max_chunk_bytes`` (chunking only reorders float64 sums).
 """
 
@@ -58,10 +59,17 @@ from diffusion_regimes.measures import crossing_time
 from diffusion_regimes.online_softmax import online_softmax
 from diffusion_regimes.schedule import DDPMSchedule, delta_t
 
-__all__ = ["NOISE_BLOCK", "CollapseTime", "ExcessEntropy", "collapse_time", "excess_entropy"]
+__all__ = ["NOISE_BLOCK", "NOISE_DTYPE", "CollapseTime", "ExcessEntropy", "collapse_time", "excess_entropy"]
 
 NOISE_BLOCK = 128
 """Samples per independently seeded noise block (rows of a chunk are whole blocks)."""
+
+NOISE_DTYPE = torch.float32
+"""Dtype in which the noise xi is drawn (then widened to float64): PyTorch's CPU generator draws float32
+normals 6x faster than float64 ones (1.5 vs 9.1 ms per 128 x 4096 block), and a float64 draw cost 16 % of
+the estimator's time at n = 20 000, d = 4096 on two threads, where it is the one serial step.  A float32
+normal is a float64 one rounded to 24 bits (relative 6e-8) with its tail cut near 5.8 sigma (probability
+7e-9 per coordinate): the control variate's mean 1/2 - E|xi|^2/(2d) moves by ~1e-8, 1e-5 of alpha."""
 
 # bytes per entry of a (rows x columns) chunk: the product (float64 at most) and a temporary
 _BYTES_PER_PAIR = 8 + 4  # product (<= 8 bytes) + exp temporaries
@@ -201,11 +209,11 @@ def excess_entropy(
         g = torch.empty(n_prime, dtype=torch.float64, device=device)
         for r0 in range(0, n_prime, rows):
             r1 = min(n_prime, r0 + rows)
-            noise = torch.cat([
-                torch.randn(min(block, n_prime - s), d, dtype=torch.float64, device=device,
-                            generator=torch.Generator(device=device).manual_seed(seeds[s // block]))
-                for s in range(r0, r1, block)
-            ])
+            noise = torch.empty(r1 - r0, d, dtype=torch.float64, device=device)
+            for s in range(r0, r1, block):
+                noise[s - r0:s - r0 + block].copy_(torch.randn(
+                    min(block, n_prime - s), d, dtype=NOISE_DTYPE, device=device,
+                    generator=torch.Generator(device=device).manual_seed(seeds[s // block])))
             noise_sq = (noise * noise).sum(dim=1)  # (r,) |xi_nu|^2 for the control variate
             # x = a_mu e^{-t} + sqrt(Delta_t) xi, (r, d) float64, built in the noise's buffer
             x = noise.mul_(math.sqrt(dlt)).add_(data[mu[r0:r1]], alpha=scale)
