@@ -108,7 +108,8 @@ PRESETS: dict[str, UNetConfig] = {
                         attention_levels=(2,), dropout=0.1, groups=8),
     # The former default CPU run on 28x28 digits zero-padded to 32x32: the narrow full-resolution level of
     # `small` (its cost dominates), more width and two blocks at 16x16 and 8x8 where convolutions are 4-16x
-    # cheaper, attention only at 8x8 (64 positions).  config/README.md gives its measured cost and sample quality.
+    # cheaper, attention only at 8x8 (64 positions).  config/README.md gives its measured cost and sample
+    # quality.
     "digits": UNetConfig(base_channels=16, channel_mult=(1, 2, 4), num_res_blocks=2,
                          attention_levels=(2,), dropout=0.0, groups=8),
     # Tests and the tiny workflow: seconds on a CPU.
