@@ -9,6 +9,7 @@ import torch
 from diffusion_regimes import theory
 from diffusion_regimes.entropy import (
     NOISE_BLOCK,
+    NOISE_DTYPE,
     ExcessEntropy,
     collapse_time,
     entropy_time_grid,
@@ -36,10 +37,10 @@ def _direct(data, times, n_prime, seed):
         seeds = torch.randint(0, 2**62, (n_blocks,), generator=gen).tolist()
         block = min(NOISE_BLOCK, n_prime)
         noise = torch.cat([
-            torch.randn(min(block, n_prime - s), d, dtype=torch.float64,
+            torch.randn(min(block, n_prime - s), d, dtype=NOISE_DTYPE,
                         generator=torch.Generator().manual_seed(seeds[s // block]))
             for s in range(0, n_prime, block)
-        ])
+        ]).to(torch.float64)
         b = data * math.exp(-t)
         x = b[mu] + math.sqrt(dlt) * noise
         sq = ((x[:, None, :] - b[None, :, :]) ** 2).sum(-1)  # (n', n) direct distances
@@ -153,3 +154,12 @@ def test_entropy_grid_on_ddpm_steps_is_the_authors_grid():
     np.testing.assert_allclose(geometric[[0, -1]], [0.02, 3.0], rtol=1e-12)
     with pytest.raises(ConfigError, match="entropy_grid"):
         entropy_time_grid("linear", t_min=0.02, t_max=3.0, n_times=20, step_every=50)
+
+
+def test_leaves_the_training_set_untouched():
+    # float64 data is its own float64 view: the estimator's in-place work must never reach it
+    data = _data(50, 8)
+    before = data.clone()
+    excess_entropy(data, times=[0.5], n_prime=40, generator=torch.Generator().manual_seed(0),
+                   matmul_dtype=torch.float64)
+    assert torch.equal(data, before)

@@ -43,8 +43,9 @@ def test_clone_sweep_shapes_costs_and_branch_at_end():
     assert sweep.trunk.shape == (5, 1) and sweep.clones.shape == (3, 5, 1)
     assert sweep.branch_indices == (0, 10, 20)
     assert sweep.branch_times == pytest.approx((2.0, 1.0, 0.0))
-    # trunk 20 steps + clone from 0: 20 + clone from 10: 10 (branch at t=0 costs nothing)
-    assert sweep.score_evaluations == 20 + 20 + 10
+    # trunk 20 steps + clone from 0: 20 + clone from 10: 10 (branch at t=0 costs nothing), less each
+    # clone's first step, which reuses the trunk's evaluation at the branch point
+    assert sweep.score_evaluations == 20 + 19 + 9
     # a clone branched at t = 0 is the trunk itself; a clone branched at t_max is independent
     assert torch.equal(sweep.clones[2], sweep.trunk)
     assert not torch.allclose(sweep.clones[0], sweep.trunk)
@@ -104,7 +105,7 @@ def test_shared_trunk_phi_equals_restart_phi_on_gaussian_mixture():
     z = (phis[0] - phis[1]).abs() / torch.sqrt(ses[0] ** 2 + ses[1] ** 2)
     assert torch.all(z < 4.0), (phis, z)
     assert phis[0][0] < 0.6 and phis[0][-1] > 0.95  # the test spans the whole transition
-    assert trunk.score_evaluations == shared_trunk_evaluations(branch, 120) == 120 + 110 + 70 + 50 + 30
+    assert trunk.score_evaluations == shared_trunk_evaluations(branch, 120) == 120 + 109 + 69 + 49 + 29
     assert restart.score_evaluations == restart_evaluations(branch, 120) == 4 * 120 + 110 + 70 + 50 + 30
 
 
@@ -397,3 +398,20 @@ def test_with_one_training_point_every_sampler_ends_on_it():
         x = torch.randn(50, 64, dtype=torch.float64, generator=gen)
         end = run_trajectories(x, integrator=integrator, score=EmpiricalScore(a), generator=gen)
         assert (end - a).pow(2).mean().sqrt() < 0.02, type(integrator).__name__
+
+
+def test_clone_sweep_feeds_the_score_each_state_once():
+    """Rows that reach the score: the trunk every step, each clone from the step after its branch point
+    (its first step reuses the trunk's evaluation); the count matches score_evaluations."""
+    seen = []
+
+    def counting_score(x, t):
+        seen.append(x.shape[0])
+        return gaussian_score(x, t)
+
+    integ = EulerMaruyama.uniform(t_max=2.0, n_steps=20)
+    x = _start(4, 2.0, torch.Generator().manual_seed(0))
+    sweep = clone_sweep(x, integrator=integ, score=counting_score, branch_indices=[0, 10],
+                        generator=torch.Generator().manual_seed(1))
+    assert sum(seen) == 4 * sweep.score_evaluations == 4 * (20 + 19 + 9)
+    assert seen[0] == 4 and seen[10] == 8 and seen[11] == 12  # branch steps see the trunk only once

@@ -25,7 +25,7 @@ def _matmul(args: argparse.Namespace) -> None:
 BENCHMARKS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
     "matmul": (_matmul, "the float32 matmul baseline alone"),
     "score": (empirical_score.run, "exact empirical score evaluations/s vs the matmul rate"),
-    "unet": (_unet.run, "UNet training/sampling images/s and FLOP rate (default and paper presets)"),
+    "unet": (_unet.run, "UNet training steps/s, sampling calls/s, FLOP rate vs matmul, per-layer profile"),
     "gm": (gm_bench.run, "Gaussian mixture: full vs reduced engine, Fig. 2 time, entropy GFLOP/s vs matmul"),
     "spectrum": (_spectrum.run, "top covariance eigenvalue: matrix-free lobpcg vs covariance + eigvalsh"),
     "isolation": (_isolation.run, "LSUN-sized WebP export: decoding in limited child processes vs "
@@ -38,6 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark")
     parser.add_argument("--size", type=int, default=2048, help="matmul baseline size")
     parser.add_argument("--quick", action="store_true", help="smaller problem sizes (smoke test)")
+    parser.add_argument("--compile", action="store_true",
+                        help="unet: also measure torch.compile (compile time included; minutes on a CPU)")
     args = parser.parse_args(argv)
     BENCHMARKS[args.name][0](args)
     return 0

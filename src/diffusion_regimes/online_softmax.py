@@ -13,7 +13,8 @@ not grow with ``n``.
 
 Precision contract.  The product and the bias (one fused ``addmm``) run in the dtype of the operands; the
 exponentials of a chunk are taken in that dtype after subtracting the running row max (values in (0, 1],
-relative error <= u each); the running max, the sums over columns and the rescaling across chunks are
+relative error <= u each) and summed over the chunk's columns in that dtype (cascade summation of positive
+terms: relative error ~log2(c) u); the running max, the sums across chunks and their rescaling are
 float64.  The weighted sum of the training points (``weights @ a``, for the posterior mean) runs in the
 operand dtype per chunk and is accumulated across chunks in float64.  With float64 operands everything is
 float64 (the reference).
@@ -87,7 +88,10 @@ def online_softmax(
         shifted = logits - shift if logits.requires_grad else logits.sub_(shift)
         weights = shifted.clamp_min(EXP_FLOOR).exp() if logits.requires_grad else shifted.clamp_min_(
             EXP_FLOOR).exp_()
-        sums = weights.sum(dim=1, dtype=torch.float64)
+        # float32 weights are summed in float32 (cascade summation: relative error ~log2(c) u, the order
+        # of the exponentials' own error) and only the row sums are widened: a float64 sum would first
+        # copy the whole (B, c) block to float64, 15-20 % of the f^e estimator's time at n = 20 000
+        sums = weights.sum(dim=1).to(torch.float64)
         vec = (weights @ chunk).to(torch.float64) if weighted_mean else None
         if run_max is None:  # first chunk: nothing to rescale
             run_sum, run_vec = sums, vec

@@ -374,8 +374,9 @@ def restart_sweep(
 
 
 def shared_trunk_evaluations(branch_indices: Sequence[int], n_steps: int) -> int:
-    """Score evaluations per pair of the shared-trunk sweep: ``L + sum_b (L - i_b)``."""
-    return n_steps + sum(n_steps - int(i) for i in set(branch_indices))
+    """Score evaluations per pair of the shared-trunk sweep: ``L + sum_b (L - i_b - 1)`` (a clone's first
+    step reuses the trunk's evaluation at the branch point; a branch at ``t = 0`` costs nothing)."""
+    return n_steps + sum(max(n_steps - int(i) - 1, 0) for i in set(branch_indices))
 
 
 def restart_evaluations(branch_indices: Sequence[int], n_steps: int) -> int:
@@ -421,6 +422,21 @@ class StepRecorder:
         return times, torch.stack([self.records[k][1] for k in keys])
 
 
+@dataclass(frozen=True)
+class _SharedWithTrunk:
+    """Score of a state whose last ``copies * n`` rows repeat its first ``n`` (the trunk): the network
+    sees the ``unique`` leading rows once and the copies reuse the trunk's rows of the result."""
+
+    score: Score
+    unique: int
+    n: int
+    copies: int
+
+    def __call__(self, x: torch.Tensor, t: float) -> torch.Tensor:
+        head = self.score(x[: self.unique], t)
+        return torch.cat([head, head[: self.n].repeat(self.copies, *([1] * (head.ndim - 1)))], dim=0)
+
+
 def clone_sweep(
     x: torch.Tensor,
     *,
@@ -436,8 +452,9 @@ def clone_sweep(
 
     One trunk trajectory per starting point ``x`` (state at ``times[0]``) runs to ``t = 0``; when it passes
     each branch index a clone is copied from it, and all alive states advance together with independent
-    noise through :func:`reverse_step`.  B branch times cost ``L + sum_b (L - i_b)`` steps per pair,
-    against ``sum_b (L + (L - i_b))`` when every branch time restarts from noise.
+    noise through :func:`reverse_step`.  B branch times cost ``L + sum_b (L - i_b - 1)`` score evaluations
+    per pair (a clone's first step starts on the trunk's state, so it takes the trunk's evaluation), against
+    ``sum_b (L + (L - i_b))`` when every branch time restarts from noise.
 
     Hooks see the concatenated state ``(N * (1 + alive clones), ...)``: trunk first, then clones in
     branch order.
@@ -455,11 +472,16 @@ def clone_sweep(
         steps = bar(steps, desc="cloning sweep", unit="step", leave=False)
     next_branch = 0
     for i in steps:
+        copies = 0
         while next_branch < len(branch) and branch[next_branch] == i:
             state = torch.cat([state, state[:n]], dim=0)
             next_branch += 1
-        state = reverse_step(state, i=i, integrator=integrator, score=score, generator=generator)
-        evaluations += state.shape[0] // n
+            copies += 1
+        # clones born at this step sit exactly on the trunk: their first evaluation is the trunk's
+        step_score = _SharedWithTrunk(score, unique=state.shape[0] - copies * n, n=n, copies=copies) \
+            if copies else score
+        state = reverse_step(state, i=i, integrator=integrator, score=step_score, generator=generator)
+        evaluations += state.shape[0] // n - copies
         for hook in hooks:
             hook(i + 1, float(integrator.times[i + 1]), state)
     # a branch at the last index (t = 0) is a clone with no independent steps

@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from diffusion_regimes.measures import MEMORISED_RATIO, crossing_time, memorisation
-from diffusion_regimes.sampler import Integrator, Score, run_trajectories, snap_to_grid
+from diffusion_regimes.sampler import Integrator, Score, reverse_step, snap_to_grid
 from diffusion_regimes.schedule import delta_t
 
 Labeller = Callable[[torch.Tensor], torch.Tensor]
@@ -54,22 +54,42 @@ def uturn(starts: torch.Tensor, *, start_labels: torch.Tensor, start_index: torc
     the index of each start in ``training`` (``-1`` for held-out images); ``training``: ``(n, ...)`` the
     model's training set (for the nearest-image test).  One fresh noise draw per start and time.
     """
-    indices = sorted(set(snap_to_grid(list(times), integrator)), reverse=True)
+    # One staggered batch for all times (as the shared trunk of sampler.clone_sweep): the U-turns from the
+    # largest t start first and those of each smaller t join the batch when the integration reaches their
+    # grid index, so every step is one network call on up to (times x starts) images instead of one call
+    # per time on the starts alone: the same evaluations, in the larger batches a CPU runs faster.
+    indices = sorted(set(snap_to_grid(list(times), integrator)))  # ascending index = descending t
     x0 = starts.to(torch.float64)
     data = training.reshape(training.shape[0], -1).to(torch.float64)
     own = start_index.reshape(-1).to(torch.long)
-    rows = []
-    for i in indices:
+    m = x0.shape[0]
+
+    def noised(i: int) -> torch.Tensor:
         t = float(integrator.times[i])
         noise = torch.randn(x0.shape, dtype=torch.float64, generator=generator)
-        x_t = x0 * math.exp(-t) + math.sqrt(delta_t(t)) * noise
-        end = run_trajectories(x_t, integrator=integrator, score=score, generator=generator, start=i)
-        labels = labeller(end.to(starts.dtype)).argmax(dim=1).cpu()
-        ratio, neighbours = memorisation(end.reshape(end.shape[0], -1), data, max_chunk_bytes=max_chunk_bytes)
-        copied = ratio < MEMORISED_RATIO
-        returned = copied & (neighbours[:, 0].cpu() == own) & (own >= 0)
-        same = float((labels == start_labels.cpu()).double().mean())
-        rows.append((t, same, float(returned.double().mean()), float(copied.double().mean())))
+        return x0 * math.exp(-t) + math.sqrt(delta_t(t)) * noise
+
+    state = noised(indices[0])
+    joined = 1
+    for i in range(indices[0], integrator.n_steps):
+        while joined < len(indices) and indices[joined] == i:
+            state = torch.cat([state, noised(i)])
+            joined += 1
+        state = reverse_step(state, i=i, integrator=integrator, score=score, generator=generator)
+    while joined < len(indices):  # a time on the grid's last index (t = 0) takes no step
+        state = torch.cat([state, noised(indices[joined])])
+        joined += 1
+    labels = labeller(state.to(starts.dtype)).argmax(dim=1).cpu()
+    ratio, neighbours = memorisation(state.reshape(state.shape[0], -1), data, max_chunk_bytes=max_chunk_bytes)
+    copied = ratio < MEMORISED_RATIO
+    nearest = neighbours[:, 0].cpu()
+    rows = []
+    for block, i in enumerate(indices):
+        part = slice(block * m, (block + 1) * m)
+        returned = copied[part] & (nearest[part] == own) & (own >= 0)
+        same = float((labels[part] == start_labels.cpu()).double().mean())
+        rows.append((float(integrator.times[i]), same, float(returned.double().mean()),
+                     float(copied[part].double().mean())))
     rows.sort()
     t, same, back, copied = (np.array(column) for column in zip(*rows, strict=True))
     return UTurnResult(times=t, same_class=same, returned=back, memorised=copied, starts=int(x0.shape[0]))
