@@ -707,3 +707,293 @@ def pair_predictions(images: torch.Tensor, labels: torch.Tensor, names: Sequence
         curves.append(pd.DataFrame({"source": source, "class_a": names[a], "class_b": names[b], "t": times,
                                     "phi_gauss": curve.phi}))
     return pd.DataFrame(table, columns=list(PREDICTOR_COLUMNS)), pd.concat(curves, ignore_index=True)
+
+
+# ----------------------------------------------------------------------------- real data: measurement
+@dataclass(frozen=True)
+class MeasureConfig:
+    """The ``speciation.measure`` section: exact-score cloning on real class sets (docs/science.md
+    section 5), labelled by the nearest training image (the exact score ends on a training image, so its
+    class is the sample's class: no classifier is needed)."""
+
+    n: int = 12000  # training images of a Fashion-MNIST pair (n/2 per class; 12 000 = the whole pair)
+    pairs: int = 256  # clone pairs per branch time
+    steps: int = 100  # respaced DDPM sampler steps K (the Fashion study's)
+    chunk_pairs: int = 64  # pairs per resumable chunk
+    branch_t_min: float = 0.1
+    branch_t_max: float = 2.5
+    branches: int = 13  # evenly spaced branch times on [branch_t_min, branch_t_max]
+    n_boot: int = 400
+    max_chunk_bytes: int = 64 * 2**20
+
+    def branch_times(self) -> np.ndarray:
+        if not 0 < self.branch_t_min < self.branch_t_max or self.branches < 2:
+            raise ConfigError("speciation.measure: need 0 < branch_t_min < branch_t_max and branches >= 2")
+        return np.linspace(self.branch_t_min, self.branch_t_max, self.branches)
+
+    def regimes_spec(self):
+        """The cloning machinery's settings (:class:`regimes.RegimesSpec`) for these sweeps."""
+        from diffusion_regimes.regimes import RegimesSpec
+
+        # t̂_C is not read here (nearest_check_every = steps keeps only its end point)
+        return RegimesSpec(chunk_pairs=self.chunk_pairs, n_boot=self.n_boot, strip_times=2,
+                           max_chunk_bytes=self.max_chunk_bytes, nearest_check_every=self.steps)
+
+
+MEASURED_COLUMNS = ("source", "class_a", "class_b", "n", "pairs", "t_s_crossing", "t_s_crossing_low",
+                    "t_s_crossing_high", "t_s_fit", "t_s_fit_low", "t_s_fit_high", "phi_t_min",
+                    "memorised_fraction", "seconds")
+
+
+def measure_classes(images: torch.Tensor, labels: torch.Tensor, *, cfg: MeasureConfig, seed: int,
+                    classes: int = 2, chunk_dir=None, progress: bool = False):
+    """Exact-score cloning sweep on ``images`` (n, C, H, W) with class ``labels`` (n,) in 0..classes-1:
+    the :class:`regimes.CloningResult` (phi = same class of the nearest training image)."""
+    from diffusion_regimes.law import nearest_class_labeller
+    from diffusion_regimes.regimes import cloning_experiment
+    from diffusion_regimes.score import EmpiricalScore
+
+    flat = images.reshape(images.shape[0], -1).to(torch.float64)
+    return cloning_experiment(
+        score=EmpiricalScore(flat, max_chunk_bytes=cfg.max_chunk_bytes), training=images,
+        labeller=nearest_class_labeller(images, labels, classes=classes, max_chunk_bytes=cfg.max_chunk_bytes),
+        spec=cfg.regimes_spec(), n_pairs=cfg.pairs, steps=cfg.steps, times=cfg.branch_times(), seed=seed,
+        chunk_dir=chunk_dir, progress=progress)
+
+
+def measured_row(result, *, source: str, class_a: str, class_b: str, n: int) -> dict:
+    """One :data:`MEASURED_COLUMNS` row from a pair's cloning result."""
+    s = result.summary()
+    return {"source": source, "class_a": class_a, "class_b": class_b, "n": n, "pairs": result.n_pairs,
+            **{key: s[key] for key in MEASURED_COLUMNS[5:12]}, "memorised_fraction": s["memorised_fraction"],
+            "seconds": result.seconds}
+
+
+GROUP_COLUMNS = ("t", "phi_group", "phi_group_se", "phi_class", "phi_class_se", "phi_within", "phi_within_se",
+                 "pred_group", "pred_class", "pred_within", "pairs")
+"""Columns of the K-class agreement curves (results/speciation/four_class_curves.csv): per branch time, the
+fraction of clone pairs in the same group, in the same class, and in the same class among those in the same
+group (measured, with bootstrap SEs), and the Gaussian-class predictions of the three."""
+
+
+def measure_groups(images: torch.Tensor, labels: torch.Tensor, *, groups: Sequence[int], cfg: MeasureConfig,
+                   seed: int, progress: bool = False) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    """Exact-score shared-trunk cloning on a K-class set, labelled by the nearest training image.
+
+    Returns ``(times (B,), same_group (B, N), same_class (B, N))`` float64 0/1.  Chunks of
+    ``cfg.chunk_pairs`` trunks, chunk c seeded by ``derived_seed(seed, "groups-chunk", c)`` (the result does
+    not depend on the chunking).  Built on :func:`sampler.clone_sweep` and the respaced DDPM sampler, as
+    the two-class sweeps.
+    """
+    from diffusion_regimes.measures import nearest_index
+    from diffusion_regimes.regimes import branch_indices, sweep_integrator
+    from diffusion_regimes.schedule import DDPMSchedule
+    from diffusion_regimes.score import EmpiricalScore
+
+    flat = images.reshape(images.shape[0], -1).to(torch.float64)
+    score = EmpiricalScore(flat, max_chunk_bytes=cfg.max_chunk_bytes)
+    integrator = sweep_integrator(steps=cfg.steps, schedule=DDPMSchedule())
+    idx = branch_indices(cfg.branch_times(), integrator)  # ascending branch time
+    group_of = torch.as_tensor(list(groups), dtype=torch.long)
+    y = labels.reshape(-1).to(torch.long)
+    same_group, same_class = [], []
+    chunks = range(0, cfg.pairs, cfg.chunk_pairs)
+    if progress:
+        from diffusion_regimes.progress import progress as bar
+
+        chunks = bar(chunks, desc="K-class cloning", unit="chunk")
+    for c, start in enumerate(chunks):
+        size = min(cfg.chunk_pairs, cfg.pairs - start)
+        gen = torch.Generator().manual_seed(derived_seed(seed, "groups-chunk", c))
+        x = torch.randn((size, *images.shape[1:]), dtype=torch.float64, generator=gen)
+        sweep = clone_sweep(x, integrator=integrator, score=score, branch_indices=idx.tolist(), generator=gen)
+        position = {int(i): j for j, i in enumerate(sweep.branch_indices)}
+        clones = sweep.clones[[position[int(i)] for i in idx]]
+        trunk = y[nearest_index(sweep.trunk, flat, max_chunk_bytes=cfg.max_chunk_bytes)]
+        ends = y[nearest_index(clones.reshape(-1, *images.shape[1:]), flat,
+                               max_chunk_bytes=cfg.max_chunk_bytes)].reshape(len(idx), size)
+        same_class.append((ends == trunk).to(torch.float64))
+        same_group.append((group_of[ends] == group_of[trunk]).to(torch.float64))
+    times = integrator.times.numpy()[idx]
+    return times, torch.cat(same_group, dim=1), torch.cat(same_class, dim=1)
+
+
+def group_curves(times: np.ndarray, same_group: torch.Tensor, same_class: torch.Tensor, *,
+                 predicted: dict[str, np.ndarray], n_boot: int, generator: torch.Generator
+                 ) -> tuple[pd.DataFrame, dict[str, tuple[float, float, float]]]:
+    """The K-class agreement curves (:data:`GROUP_COLUMNS`) and the 0.775 crossings with 95 % intervals of
+    the group curve and of the within-group class curve (same class among pairs in the same group).
+
+    ``predicted``: ``pred_group``, ``pred_class``, ``pred_within`` at ``times`` (Gaussian-class predictor).
+    Pairs are resampled jointly for the three curves (the ratio uses the same resample on top and bottom).
+    """
+    n = same_group.shape[1]
+    w = bootstrap_weights(n, n_boot=n_boot, generator=generator)
+    bg, bc = (w @ same_group.T / n).numpy(), (w @ same_class.T / n).numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):  # a resample without same-group pairs: NaN
+        bw = bc / bg
+    g, c = same_group.mean(dim=1).numpy(), same_class.mean(dim=1).numpy()
+    frame = pd.DataFrame({"t": times, "phi_group": g, "phi_group_se": bg.std(axis=0, ddof=1), "phi_class": c,
+                          "phi_class_se": bc.std(axis=0, ddof=1), "phi_within": c / g,
+                          "phi_within_se": bw.std(axis=0, ddof=1), **predicted, "pairs": n})
+    crossings = {}
+    for name, point, boot in (("group", g, bg), ("within", c / g, bw)):
+        reps = np.array([crossing_time(times, row, PHI_SPECIATION_LEVEL) for row in boot])
+        crossings[name] = (crossing_time(times, point, PHI_SPECIATION_LEVEL), *_interval(reps))
+    return frame[list(GROUP_COLUMNS)], crossings
+
+
+def predicted_group_curves(images: torch.Tensor, labels: torch.Tensor, *, groups: Sequence[int],
+                           times: np.ndarray, cfg: PredictorConfig, seed: int) -> dict[str, np.ndarray]:
+    """Gaussian-class predictions of the group, class and within-group agreement at ``times``."""
+    k = len(groups)
+    model = GaussianClasses.fit(images, labels, classes=k)
+    gen = torch.Generator().manual_seed(derived_seed(seed, "speciation-groups-predictor"))
+    rows = balanced_rows(labels, per_class=cfg.images_per_class, generator=gen)
+    ll = class_log_likelihoods(model, images[rows], np.asarray(times), generator=gen)
+    group = same_class_probability(ll, groups=groups).mean(dim=0).numpy()
+    same = same_class_probability(ll).mean(dim=0).numpy()
+    return {"pred_group": group, "pred_class": same, "pred_within": same / group}
+
+
+# ------------------------------------------------------------------------------------- configuration
+@dataclass(frozen=True)
+class FourClassConfig:
+    """The ``speciation.four_class`` section: a Fashion-MNIST subset of two groups of two classes."""
+
+    groups: tuple[tuple[str, ...], ...] = ()  # e.g. [[sneaker, sandal], [trouser, dress]]; empty = off
+    per_class: int = 3000  # training images per class (4 x 3000 = the cost of one 12 000-image pair)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SpeciationSpec:
+    """The ``speciation:`` config section (docs/science.md, "Speciation as Bayes classification")."""
+
+    gm: GMConfig = field(default_factory=GMConfig)
+    gm_enabled: bool = True
+    predictor: PredictorConfig = field(default_factory=PredictorConfig)
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
+    # prepared subsets (keys of `datasets:`) whose pair is predicted and measured at its whole n
+    datasets: tuple[str, ...] = ()
+    fashion: bool = False  # predict all 45 Fashion-MNIST pairs (needs the IDX files)
+    fashion_path: str | None = None  # folder of the IDX files (None: the Debian package's)
+    fashion_pairs: tuple[tuple[str, str], ...] = ()  # Fashion-MNIST pairs measured by exact-score cloning
+    four_class: FourClassConfig = field(default_factory=FourClassConfig)
+
+    def __post_init__(self) -> None:
+        for pair in self.fashion_pairs:
+            if len(pair) != 2:
+                raise ConfigError(f"speciation.fashion_pairs: {list(pair)} is not a pair of class names")
+        if self.four_class.groups and (len(self.four_class.groups) < 2 or
+                                       any(len(g) < 1 for g in self.four_class.groups)):
+            raise ConfigError("speciation.four_class.groups: give at least two groups of class names")
+
+
+def pair_slug(class_a: str, class_b: str) -> str:
+    """File-name key of a Fashion-MNIST pair: ``fashion_<a>_<b>`` in the forgiving spelling of the reader."""
+    from diffusion_regimes.data.sources import fashion_key
+
+    return f"fashion_{fashion_key(class_a)}_{fashion_key(class_b)}"
+
+
+def fashion_labels(names: Sequence[str]) -> list[int]:
+    """Fashion-MNIST labels of class names (any spelling the reader accepts), with a clear error."""
+    from diffusion_regimes.data.sources import FASHION_NAMES, fashion_key, fashion_names
+
+    valid = fashion_names()
+    out = []
+    for name in names:
+        if fashion_key(name) not in valid:
+            raise ConfigError(f"speciation: unknown Fashion-MNIST class {name!r}; valid names are "
+                              f"{list(FASHION_NAMES)}")
+        out.append(valid[fashion_key(name)])
+    if len(set(out)) != len(out):
+        raise ConfigError(f"speciation: classes {list(names)} repeat a class")
+    return out
+
+
+def fashion_class_set(folder, names: Sequence[str], *, per_class: int, seed: int
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``per_class`` training images of each named Fashion-MNIST class, prepared as the two-class subsets
+    (28 x 28 zero-padded to 32 x 32, pixels in [0, 1], one mean removed over all images and pixels; the
+    images of a class drawn by the subsets' seeded permutation): images (K per_class, 1, 32, 32) float32,
+    labels (K per_class,) in 0..K-1 in the order of ``names``."""
+    from diffusion_regimes.data.prepare import select_positions
+    from diffusion_regimes.data.sources import fashion_training_split, pad_mnist
+
+    images, labels, _ = fashion_training_split(folder)
+    blocks, ys = [], []
+    for position, label in enumerate(fashion_labels(names)):
+        members = np.flatnonzero(labels == label)
+        if per_class > members.size:
+            raise ConfigError(f"speciation: {per_class} images per class requested, class "
+                              f"{names[position]!r} has {members.size}")
+        pick = members[select_positions(members.size, per_class, seed=seed, label=position)]
+        blocks.append(pad_mnist(images[pick]))
+        ys.append(np.full(per_class, position))
+    pixels = torch.from_numpy(np.concatenate(blocks)).to(torch.float64) / 255.0
+    return (pixels - pixels.mean()).to(torch.float32), torch.from_numpy(np.concatenate(ys)).to(torch.long)
+
+
+# --------------------------------------------------------------------------- predictors vs measurement
+PREDICTORS = {"t_s_lambda": "½ log Λ", "t_s_delta": "½ log λ_Δ", "t_s_gauss": "Gaussian classes"}
+"""The three predictions of t_S compared with measurement: the paper's top eigenvalue, the variance along
+the class-mean difference, and the Gaussian-class cloning curve's 0.775 crossing."""
+
+TABLE_COLUMNS = ("source", "class_a", "class_b", "ratio_12", "sign_separation", "Lambda", "lambda_delta",
+                 "t_s_lambda", "t_s_delta", "t_s_gauss", "t_s_gauss_low", "t_s_gauss_high", "n", "pairs",
+                 "t_s_crossing", "t_s_crossing_low", "t_s_crossing_high", "t_s_fit", "t_s_fit_low",
+                 "t_s_fit_high")
+"""Columns of results/tables/speciation_predictors.csv (one row per predicted pair; measured columns
+empty where the pair was not measured)."""
+
+RMS_COLUMNS = ("predictor", "against", "pairs", "rms", "low", "high", "mean_error")
+
+
+def spectral_columns(images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """½ log Λ and ½ log λ_Δ of a two-class set with λ₁/λ₂ and the top-component separation
+    (:func:`spectrum.pair_statistics`)."""
+    from diffusion_regimes.spectrum import pair_statistics
+
+    stats = pair_statistics(images, labels)
+    return {"ratio_12": stats.ratio, "sign_separation": stats.sign_separation, "Lambda": stats.lam,
+            "lambda_delta": stats.lam_delta, "t_s_lambda": stats.t_s_lambda, "t_s_delta": stats.t_s_delta}
+
+
+def predictor_table(predictions: pd.DataFrame, measured: pd.DataFrame) -> pd.DataFrame:
+    """Predictions (spectral and Gaussian-class columns) joined with the measured rows on the pair."""
+    keys = ["source", "class_a", "class_b"]
+    merged = predictions.merge(measured.drop(columns=[c for c in ("memorised_fraction", "seconds",
+                                                                  "phi_t_min") if c in measured]),
+                               on=keys, how="left", validate="one_to_one")
+    missing = [c for c in TABLE_COLUMNS if c not in merged]
+    for column in missing:
+        merged[column] = math.nan
+    return merged[list(TABLE_COLUMNS)]
+
+
+def rms_with_interval(errors: np.ndarray, *, n_boot: int, generator: torch.Generator,
+                      confidence: float = 0.95) -> tuple[float, float, float]:
+    """RMS of ``errors`` (P,) with the percentile interval of the bootstrap over pairs."""
+    e = torch.as_tensor(np.asarray(errors, dtype=np.float64))
+    w = bootstrap_weights(e.numel(), n_boot=n_boot, generator=generator)
+    boot = (w @ (e * e) / e.numel()).sqrt().numpy()
+    lo, hi = np.quantile(boot, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float((e * e).mean().sqrt()), float(lo), float(hi)
+
+
+def rms_table(table: pd.DataFrame, *, n_boot: int, seed: int) -> pd.DataFrame:
+    """RMS error of each predictor against the measured crossing and fit, over the measured pairs."""
+    rows = []
+    for against in ("t_s_crossing", "t_s_fit"):
+        for predictor in PREDICTORS:
+            ok = table[[predictor, against]].dropna()
+            if ok.empty:
+                continue
+            err = (ok[predictor] - ok[against]).to_numpy()
+            gen = torch.Generator().manual_seed(derived_seed(seed, "speciation-rms", predictor, against))
+            rms, lo, hi = rms_with_interval(err, n_boot=n_boot, generator=gen)
+            rows.append({"predictor": predictor, "against": against, "pairs": len(ok), "rms": rms, "low": lo,
+                         "high": hi, "mean_error": float(err.mean())})
+    return pd.DataFrame(rows, columns=list(RMS_COLUMNS))
