@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import logging
 import time
 from pathlib import Path
@@ -25,7 +27,7 @@ from diffusion_regimes.cli.common import (
     load_subset,
     spec_record,
 )
-from diffusion_regimes.config import from_json
+from diffusion_regimes.config import from_json, to_dict
 from diffusion_regimes.errors import DataError
 from diffusion_regimes.provenance import write_json, write_table
 from diffusion_regimes.runtime import set_threads
@@ -161,9 +163,14 @@ def _measure(args: argparse.Namespace) -> None:
         )
         source = "fashion"
     seed = derived_seed(args.seed, "speciation-measure", source, *names)
-    result = measure_classes(
-        images, labels, cfg=spec.measure, seed=seed, chunk_dir=args.chunk_dir, progress=True
-    )
+    chunk_dir = None
+    if args.chunk_dir:
+        # the folder is named after everything that fixes the chunks: a changed setting starts afresh
+        key = json.dumps(
+            {"measure": to_dict(spec.measure), "seed": seed, "n": int(images.shape[0])}, sort_keys=True
+        )
+        chunk_dir = Path(args.chunk_dir) / hashlib.sha256(key.encode()).hexdigest()[:16]
+    result = measure_classes(images, labels, cfg=spec.measure, seed=seed, chunk_dir=chunk_dir, progress=True)
     row = measured_row(result, source=source, class_a=names[0], class_b=names[1], n=int(images.shape[0]))
     record = spec_record(args.spec)
     write_table(
