@@ -434,7 +434,7 @@ FAMILIES = ("equal_mean", "equal_mean_subspace", "mean_separated", "nested_group
 the nested mixture's group level and class level (same class among pairs in the same group)."""
 
 GM_CURVE_COLUMNS = ("family", "d", "k", "t", "phi", "stderr", "phi_theory", "pairs", "engine")
-GM_TIMES_COLUMNS = ("family", "d", "k", "t_s", "low", "high", "t_s_theory", "t_s_asymptotic", "pairs",
+GM_TIMES_COLUMNS = ("family", "d", "k", "t_S", "low", "high", "t_s_theory", "t_s_asymptotic", "pairs",
                     "engine")
 GM_SLOPE_COLUMNS = ("family", "slope", "low", "high", "intercept", "slope_theory", "slope_expected",
                     "dims")
@@ -617,7 +617,7 @@ def gm_experiment(cfg: GMConfig, *, seed: int, progress: bool = False) -> GMResu
                                         "stderr": se,
                                         "phi_theory": _theory_curve(family, times, d=d, k=k, cfg=cfg),
                                         "pairs": pairs, "engine": engine}))
-            rows.append({"family": family, "d": d, "k": k, "t_s": point, "low": lo, "high": hi,
+            rows.append({"family": family, "d": d, "k": k, "t_S": point, "low": lo, "high": hi,
                          "t_s_theory": _theory_crossing(family, d=d, k=k, cfg=cfg),
                          "t_s_asymptotic": _asymptotic(family, d=d, k=k, cfg=cfg), "pairs": pairs,
                          "engine": engine})
@@ -632,7 +632,7 @@ def gm_experiment(cfg: GMConfig, *, seed: int, progress: bool = False) -> GMResu
         if len(part) < 2:
             continue
         log_d = np.log(part["d"].to_numpy(dtype=np.float64))
-        slope, lo, hi, intercept = fit_slope(log_d, part["t_s"].to_numpy(), np.stack(reps[family], axis=1))
+        slope, lo, hi, intercept = fit_slope(log_d, part["t_S"].to_numpy(), np.stack(reps[family], axis=1))
         theory_slope = float(np.polyfit(log_d, part["t_s_theory"].to_numpy(), 1)[0])
         slopes.append({"family": family, "slope": slope, "low": lo, "high": hi, "intercept": intercept,
                        "slope_theory": theory_slope, "slope_expected": expected[family],
@@ -742,7 +742,7 @@ class MeasureConfig:
 
 MEASURED_COLUMNS = ("source", "class_a", "class_b", "n", "pairs", "t_s_crossing", "t_s_crossing_low",
                     "t_s_crossing_high", "t_s_fit", "t_s_fit_low", "t_s_fit_high", "phi_t_min",
-                    "memorised_fraction", "seconds")
+                    "memorised_fraction", "sweep_seconds")
 
 
 def measure_classes(images: torch.Tensor, labels: torch.Tensor, *, cfg: MeasureConfig, seed: int,
@@ -766,7 +766,7 @@ def measured_row(result, *, source: str, class_a: str, class_b: str, n: int) -> 
     s = result.summary()
     return {"source": source, "class_a": class_a, "class_b": class_b, "n": n, "pairs": result.n_pairs,
             **{key: s[key] for key in MEASURED_COLUMNS[5:12]}, "memorised_fraction": s["memorised_fraction"],
-            "seconds": result.seconds}
+            "sweep_seconds": result.seconds}
 
 
 GROUP_COLUMNS = ("t", "phi_group", "phi_group_se", "phi_class", "phi_class_se", "phi_within", "phi_within_se",
@@ -964,7 +964,7 @@ def spectral_columns(images: torch.Tensor, labels: torch.Tensor) -> dict[str, fl
 def predictor_table(predictions: pd.DataFrame, measured: pd.DataFrame) -> pd.DataFrame:
     """Predictions (spectral and Gaussian-class columns) joined with the measured rows on the pair."""
     keys = ["source", "class_a", "class_b"]
-    merged = predictions.merge(measured.drop(columns=[c for c in ("memorised_fraction", "seconds",
+    merged = predictions.merge(measured.drop(columns=[c for c in ("memorised_fraction", "sweep_seconds",
                                                                   "phi_t_min") if c in measured]),
                                on=keys, how="left", validate="one_to_one")
     missing = [c for c in TABLE_COLUMNS if c not in merged]

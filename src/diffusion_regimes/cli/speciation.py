@@ -239,7 +239,7 @@ def _groups(args: argparse.Namespace) -> None:
         "groups": [list(g) for g in fc.groups],
         "per_class": fc.per_class,
         "pairs": spec.measure.pairs,
-        "measured": {name: {"t_s": c[0], "low": c[1], "high": c[2]} for name, c in crossings.items()},
+        "measured": {name: {"t_S": c[0], "low": c[1], "high": c[2]} for name, c in crossings.items()},
         "predicted": {
             name: crossing_time(spec.predictor.times(), fine[f"pred_{name}"], PHI_SPECIATION_LEVEL)
             for name in ("group", "within")

@@ -26,7 +26,7 @@ def gm_figure(curves: pd.DataFrame, times: pd.DataFrame, slopes: pd.DataFrame):
     for i, (family, part) in enumerate(reduced.groupby("family", sort=False)):
         color = f"C{i}"
         x = np.log(part["d"].to_numpy(dtype=float))
-        y = part["t_s"].to_numpy()
+        y = part["t_S"].to_numpy()
         err = np.stack([y - part["low"].to_numpy(), part["high"].to_numpy() - y])
         label = _FAMILY_LABELS.get(family, family)
         if family in slope_of.index:
@@ -37,7 +37,7 @@ def gm_figure(curves: pd.DataFrame, times: pd.DataFrame, slopes: pd.DataFrame):
     full = times[times["engine"] == "full"]
     if len(full):
         ax.plot(
-            np.log(full["d"].to_numpy(dtype=float)), full["t_s"], "kx", ms=7, label="full-$d$ engine check"
+            np.log(full["d"].to_numpy(dtype=float)), full["t_S"], "kx", ms=7, label="full-$d$ engine check"
         )
     ax.plot([], [], color="0.3", lw=1.0, label="closed form (crossing of exact $\\phi$)")
     ax.set_xlabel("$\\log d$")
