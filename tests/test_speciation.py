@@ -198,3 +198,24 @@ def test_fit_slope_recovers_a_planted_slope():
     reps = t_s[None, :] + np.random.default_rng(0).normal(0, 0.01, (200, 4))
     slope, lo, hi, intercept = fit_slope(log_d, t_s, reps)
     assert abs(slope - 0.25) < 1e-12 and lo < 0.25 < hi and hi - lo < 0.02 and abs(intercept + 0.7) < 1e-12
+
+
+def test_predictor_table_and_rms():
+    import pandas as pd
+
+    from diffusion_regimes.speciation import predictor_table, rms_table
+
+    predictions = pd.DataFrame({"source": ["f", "f", "f"], "class_a": ["a", "a", "b"],
+                                "class_b": ["b", "c", "c"],
+                                "t_s_lambda": [1.0, 1.2, 1.4], "t_s_delta": [0.9, 1.0, 1.1],
+                                "t_s_gauss": [0.8, 1.1, 0.7], "t_s_gauss_low": 0.0, "t_s_gauss_high": 2.0})
+    measured = pd.DataFrame({"source": ["f", "f"], "class_a": ["a", "b"], "class_b": ["b", "c"], "n": 10,
+                             "pairs": 4, "t_s_crossing": [0.8, 0.9], "t_s_fit": [0.85, 0.95],
+                             "sweep_seconds": 1.0})
+    table = predictor_table(predictions, measured)
+    assert len(table) == 3 and table["t_s_crossing"].isna().sum() == 1
+    rms = rms_table(table, n_boot=50, seed=0).set_index(["predictor", "against"])
+    row = rms.loc[("t_s_gauss", "t_s_crossing")]
+    assert row["pairs"] == 2 and abs(row["rms"] - math.sqrt((0.0**2 + 0.2**2) / 2)) < 1e-12
+    assert row["low"] <= row["rms"] <= row["high"]
+    assert abs(rms.loc[("t_s_lambda", "t_s_crossing"), "mean_error"] - 0.35) < 1e-12

@@ -976,7 +976,7 @@ def predictor_table(predictions: pd.DataFrame, measured: pd.DataFrame) -> pd.Dat
 def rms_with_interval(errors: np.ndarray, *, n_boot: int, generator: torch.Generator,
                       confidence: float = 0.95) -> tuple[float, float, float]:
     """RMS of ``errors`` (P,) with the percentile interval of the bootstrap over pairs."""
-    e = torch.as_tensor(np.asarray(errors, dtype=np.float64))
+    e = torch.tensor(np.array(errors, dtype=np.float64))
     w = bootstrap_weights(e.numel(), n_boot=n_boot, generator=generator)
     boot = (w @ (e * e) / e.numel()).sqrt().numpy()
     lo, hi = np.quantile(boot, [(1 - confidence) / 2, (1 + confidence) / 2])
