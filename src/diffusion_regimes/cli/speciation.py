@@ -190,7 +190,7 @@ def _measure(args: argparse.Namespace) -> None:
         row["t_s_fit"],
         row["t_s_fit_low"],
         row["t_s_fit_high"],
-        row["seconds"],
+        row["sweep_seconds"],
     )
     job_summary().update(
         pair=f"{names[0]}/{names[1]}", t_s_crossing=float(row["t_s_crossing"]), t_s_fit=float(row["t_s_fit"])
