@@ -255,7 +255,8 @@ def _groups(args: argparse.Namespace) -> None:
 def _read(path: str) -> pd.DataFrame:
     if not Path(path).is_file():
         raise DataError(f"table not found: {path} (written by an earlier speciation-* job)")
-    return pd.read_csv(path)
+    # class names stay text (MNIST classes "1", "8" would otherwise read as numbers and not join)
+    return pd.read_csv(path, dtype={"class_a": str, "class_b": str, "source": str})
 
 
 def _table(args: argparse.Namespace) -> None:
