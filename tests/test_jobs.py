@@ -13,13 +13,14 @@ from diffusion_regimes.errors import ConfigError
 from diffusion_regimes.gaussian_mixture import GaussianMixtureConfig
 from diffusion_regimes.jobs import JOB_KEYS, job_spec, job_view
 from diffusion_regimes.regimes import RegimesSpec
+from diffusion_regimes.speciation import SpeciationSpec
 from diffusion_regimes.spectrum import SpectraOptions
 from diffusion_regimes.train import TrainConfig
 from diffusion_regimes.unet import UNetSpec
 
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = {"spectra": SpectraOptions, "classifier": ClassifierSpec, "train": TrainConfig, "unet": UNetSpec,
-            "regimes": RegimesSpec, "gaussian_mixture": GaussianMixtureConfig}
+            "regimes": RegimesSpec, "gaussian_mixture": GaussianMixtureConfig, "speciation": SpeciationSpec}
 
 
 def _field_type(cls, name):

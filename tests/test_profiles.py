@@ -275,12 +275,12 @@ def test_slurm_comparison_skips_every_wall_clock_column():
     regimes_law.csv once failed CI this way)."""
     import importlib.util
 
-    from diffusion_regimes import gaussian_mixture, law, regimes, spectrum, train, uturn
+    from diffusion_regimes import gaussian_mixture, law, regimes, speciation, spectrum, train, uturn
 
     spec = importlib.util.spec_from_file_location("slurm_check", REPO / ".ci" / "slurm_check.py")
     check = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(check)
-    columns = {c for module in (gaussian_mixture, law, regimes, spectrum, train, uturn)
+    columns = {c for module in (gaussian_mixture, law, regimes, speciation, spectrum, train, uturn)
                for name, value in vars(module).items() if name.endswith("_COLUMNS") for c in value}
     timed = {c for c in columns if re.search(r"second|_s$|per_s|elapsed|wall", c)}
     assert timed, "no wall-clock column found: the pattern no longer matches the tables"

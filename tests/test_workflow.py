@@ -119,6 +119,21 @@ def test_gaussian_mixture_outputs_are_sane(tiny_run):
         assert (tiny_run / "results" / "figures" / f"{name}.png").stat().st_size > 1000
 
 
+def test_speciation_outputs_are_sane(tiny_run):
+    """The speciation stage of the tiny run: every GM family at both d (and the full-d check), the MNIST pair
+    predicted by all three predictors and measured."""
+    results = tiny_run / "results"
+    times = pd.read_csv(results / "speciation" / "gm_times.csv")
+    assert {"equal_mean", "mean_separated", "nested_group", "nested_class"} <= set(times["family"])
+    assert set(times["engine"]) == {"reduced", "full"}
+    slopes = pd.read_csv(results / "tables" / "speciation_gm_slopes.csv")
+    assert set(slopes["slope_expected"]) == {0.25, 0.5}
+    table = pd.read_csv(results / "tables" / "speciation_predictors.csv")
+    mnist = table[table["source"] == "mnist"].iloc[0]
+    assert all(0.3 < mnist[c] < 2.0 for c in ("t_s_lambda", "t_s_delta", "t_s_gauss"))
+    assert mnist["pairs"] == 4 and mnist["n"] == 200
+
+
 def test_regimes_has_exact_and_unet_rows(tiny_run):
     """tiny.yaml: the exact score at n = 20 and all (= 200), the UNet only at 200 (its training set), both
     with the three samplers at 200 (the ODE without clones: no phi)."""

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from diffusion_regimes.benchmarks import baseline, empirical_score
 from diffusion_regimes.benchmarks import gaussian_mixture as gm_bench
 from diffusion_regimes.benchmarks import isolation as _isolation
+from diffusion_regimes.benchmarks import speciation as _speciation
 from diffusion_regimes.benchmarks import spectrum as _spectrum
 from diffusion_regimes.benchmarks import unet as _unet
 
@@ -28,6 +29,7 @@ BENCHMARKS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
     "unet": (_unet.run, "UNet training steps/s, sampling calls/s, FLOP rate vs matmul, per-layer profile"),
     "gm": (gm_bench.run, "Gaussian mixture: full vs reduced engine, Fig. 2 time, entropy GFLOP/s vs matmul"),
     "spectrum": (_spectrum.run, "top covariance eigenvalue: matrix-free lobpcg vs covariance + eigvalsh"),
+    "speciation": (_speciation.run, "Gaussian-class t_S predictor, 45 Fashion-MNIST pairs, vs matmul"),
     "isolation": (_isolation.run, "LSUN-sized WebP export: decoding in limited child processes vs "
                                   "in-process"),
 }

@@ -53,6 +53,12 @@ JOB_KEYS: dict[str, tuple[str, tuple[str, ...]]] = {
                                              "law")),
     "gm_figures": ("gaussian_mixture", ("mu_tilde", "sigma", "speciation.engine", "speciation.level",
                                         "potential_offsets")),
+    "speciation_gm": ("speciation", ("gm",)),
+    "speciation_predict": ("speciation", ("predictor",)),
+    "speciation_measure": ("speciation", ("measure",)),
+    "speciation_groups": ("speciation", ("measure", "predictor", "four_class")),
+    "speciation_table": ("speciation", ("measure.n_boot",)),
+    "speciation_figures": ("speciation", ()),
 }
 
 

@@ -280,3 +280,25 @@ GM_FIGURE_CONTENT = {
     "gm_collapse_law": "t_C against α = log(n)/d",
     "gm_potential": "potential V(q, t) around t_S",
 }
+
+
+# --- the speciation stage (workflow/rules/speciation.smk) -----------------------------------------------
+from diffusion_regimes.speciation import pair_slug
+
+SPECIATION = config["speciation"]
+# Fashion-MNIST pairs measured by cloning, keyed by their file name
+SPECIATION_PAIRS = {pair_slug(a, b): (a, b) for a, b in SPECIATION["fashion_pairs"]}
+SPECIATION_PREDICTS = bool(SPECIATION["datasets"]) or SPECIATION["fashion"]
+SPECIATION_GROUPS = bool(SPECIATION["four_class"]["groups"])
+
+
+def speciation_fashion_folder():
+    """Folder of the Fashion-MNIST IDX files: `speciation.fashion_path`, else the Debian package's folder."""
+    return SPECIATION["fashion_path"] or str(FASHION_DEBIAN)
+
+
+def speciation_measured(wildcards=None):
+    """One-row tables of every measured pair: prepared subsets, then Fashion-MNIST pairs."""
+    return [f"results/speciation/measured/{name}.csv" for name in SPECIATION["datasets"]] + [
+        f"results/speciation/fashion/{slug}.csv" for slug in SPECIATION_PAIRS
+    ]
