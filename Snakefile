@@ -27,6 +27,7 @@ include: "workflow/rules/classifier.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/regimes.smk"
 include: "workflow/rules/gaussian_mixture.smk"
+include: "workflow/rules/memorisation.smk"
 
 
 rule all:

@@ -382,6 +382,8 @@ def test_memorisation_checkpoint_grid_is_log_spaced() -> None:
 
     grid = checkpoint_grid(first=100, last=10_000, per_decade=5)
     assert grid[0] == 100 and grid[-1] == 10_000 and len(grid) == 11
+    # a longer series only adds checkpoints
+    assert set(checkpoint_grid(first=100, last=4000, per_decade=5)) - {4000} <= set(grid)
     ratios = [b / a for a, b in zip(grid, grid[1:], strict=False)]
     assert max(ratios) / min(ratios) < 1.01 and abs(ratios[0] - 10 ** 0.2) < 0.01
     spec = MemorisationSpec(steps_per_image=100.0, min_steps=1000, first_step=50)

@@ -31,7 +31,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +63,9 @@ class MemorisationSpec:
     preset: str = "narrow"  # UNet preset (unet.PRESETS)
     widths: tuple[int, ...] = (16,)  # base channels; the first at every n, the others at width_n only
     width_n: int = 32
+    # side of the images the series trains on: 0 = the subset's own; a divisor of it = area-pooled images
+    # (PreparedSubset.pooled), e.g. 16 for MNIST's 32: four times cheaper per image, for a CPU series
+    resolution: int = 0
     batch_size: int = 32
     lr: float = 1e-3  # constant Adam learning rate after the warm-up
     lr_warmup: int = 100
@@ -133,12 +136,17 @@ class MemorisationSpec:
 
 
 def checkpoint_grid(*, first: int, last: int, per_decade: int) -> list[int]:
-    """Optimiser steps log-spaced from ``first`` to ``last`` (both included), ``per_decade`` per factor 10,
-    rounded to integers and without repeats (ascending)."""
+    """Optimiser steps ``first 10^(i / per_decade)`` below ``last``, then ``last`` (ascending, integers,
+    no repeats).
+
+    A fixed lattice rather than ``geomspace(first, last)``: raising ``last`` (a longer series) only adds
+    checkpoints, so the measurements of a shorter run stay valid and are reused.
+    """
     if not 1 <= first <= last:
         raise ConfigError(f"checkpoint grid: need 1 <= first ({first}) <= last ({last})")
-    count = max(2, int(math.ceil(per_decade * math.log10(last / first))) + 1)
-    return sorted({int(round(s)) for s in np.geomspace(first, last, count)} | {first, last})
+    count = int(math.floor(per_decade * math.log10(last / first) + 1e-9)) + 1
+    lattice = {int(round(first * 10 ** (i / per_decade))) for i in range(count)}
+    return sorted({s for s in lattice if s < last} | {last})
 
 
 # ------------------------------------------------------------------------------- measurements
@@ -252,6 +260,10 @@ def measure_weights(model: torch.nn.Module, *, training: torch.Tensor, held_out:
 
 
 # ------------------------------------------------------------------------------- one series
+MEASURE_KEYS = ("samples", "sampler_steps", "sampler_variance", "branch_times", "held_out", "loss_evaluations",
+                "n_boot", "quality_phi_min", "quality_confidence_gap", "resolution")
+"""Keys of the spec that change a per-checkpoint measurement (they name its cache file)."""
+
 SERIES_KEYS = ("dataset", "width", "parameters", "n", "seed", "weights", "step", "steps_over_n")
 SERIES_COLUMNS = (*SERIES_KEYS, *MEASURE_COLUMNS, "t_c_hat_exact_mean", "t_c_hat_exact_se",
                   "t_c_phi_c_fit_exact", "memorised_fraction_exact", "train_seconds")
@@ -275,11 +287,12 @@ def _cache_name(kind: str, step: int, key: dict) -> str:
 
 
 def run_series(inputs: SeriesInputs, *, spec: MemorisationSpec, n: int, seed: int, width: int,
-               run_dir: Path, device: torch.device, progress: bool = False) -> pd.DataFrame:
+               run_dir: Path, device: torch.device, base_seed: int = 0, progress: bool = False) -> pd.DataFrame:
     """Train (or resume) the series ``(width, n, seed)`` and measure every checkpoint; one row per
     (weights, checkpoint) in :data:`SERIES_COLUMNS`.  Finished measurements are read back from
-    ``run_dir/measure``."""
-    from diffusion_regimes.checkpoints import checkpoint_path, load_checkpoint
+    ``run_dir/measure``.  ``seed`` is the series' training seed (a ``memorisation.seeds`` entry); every
+    random stream derives from it and the config's ``base_seed``."""
+    from diffusion_regimes.checkpoints import checkpoint_path, list_checkpoints, load_checkpoint
     from diffusion_regimes.train import train_ddpm
     from diffusion_regimes.unet import UNet, count_parameters
 
@@ -296,13 +309,17 @@ def run_series(inputs: SeriesInputs, *, spec: MemorisationSpec, n: int, seed: in
     config = spec.train_config(n)
     run_dir = Path(run_dir)
     start = time.perf_counter()
+    root = derived_seed(base_seed, "memorisation", seed)
     result = train_ddpm(training, model_config=model_config, config=config, run_dir=run_dir / "runs",
-                        seed=derived_seed(seed, "memorisation-train"), device=device, progress=progress)
+                        seed=derived_seed(root, "train"), device=device, progress=progress)
     train_seconds = time.perf_counter() - start
     cache = run_dir / "measure"
     cache.mkdir(parents=True, exist_ok=True)
-    measure_seed = derived_seed(seed, "memorisation-measure", n)
-    key = {"spec": to_dict(replace(spec, datasets=(), n_values=(), seeds=(), extra_seeds=())),
+    # the same sweep noise and loss draws at every checkpoint and for every seed of this n
+    measure_seed = derived_seed(base_seed, "memorisation-measure", n)
+    # what determines a measurement: its own settings, the training run (its folder's key hashes the
+    # architecture, recipe, seed and data) and the input files; not the length of the series
+    key = {"measure": {name: to_dict(getattr(spec, name)) for name in MEASURE_KEYS},
            "n": n, "width": width, "seed": seed, "run": result.run_dir.name, "inputs": inputs.digest}
 
     def cached(kind: str, step: int, compute: Callable[[], dict]) -> dict:
@@ -313,6 +330,9 @@ def run_series(inputs: SeriesInputs, *, spec: MemorisationSpec, n: int, seed: in
 
         row = compute()
         write_json(path, row, config=key, seed=measure_seed)
+        log.info("n=%d seed=%d %s step %d: memorised %.3f, confident %.3f, t_C hat %.3f (%.0f s)", n, seed,
+                 kind, step, row["memorised_fraction"], row["confident_fraction"], row["t_c_hat_mean"],
+                 row["sweep_seconds"])
         return row
 
     exact = cached("exact", 0, lambda: measure_weights(
@@ -320,7 +340,9 @@ def run_series(inputs: SeriesInputs, *, spec: MemorisationSpec, n: int, seed: in
         real_confident_fraction=inputs.real_confident_fraction, spec=spec, seed=measure_seed, device=device))
     net = UNet(model_config).to(device).eval()
     rows = []
-    grid = list(config.checkpoint_steps)
+    # the grid, and checkpoints of an earlier shorter series (its last step) below the last step
+    grid = sorted(set(config.checkpoint_steps) | {step for step, _ in list_checkpoints(result.run_dir)
+                                                    if step <= config.steps})
     jobs = [(step, kind) for step in grid for kind in WEIGHTS]
     if progress:
         from diffusion_regimes.progress import progress as bar
@@ -344,35 +366,59 @@ def run_series(inputs: SeriesInputs, *, spec: MemorisationSpec, n: int, seed: in
     return frame[list(SERIES_COLUMNS)]
 
 
-def load_series_inputs(subset_path: str | Path, classifier_path: str | Path, *,
-                       device: torch.device) -> SeriesInputs:
-    """The subset, its classifier (labeller) and the classifier's held-out confident fraction."""
-    from diffusion_regimes.classifier import load_classifier, probabilities
+def load_series_inputs(subset_path: str | Path, classifier_path: str | Path, *, device: torch.device,
+                       resolution: int = 0, held_out: int = 0) -> SeriesInputs:
+    """The subset (area-pooled to ``resolution`` when it is not 0), its classifier (labeller) and the
+    classifier's confident fraction on real images.
+
+    At the subset's own resolution the confident fraction is the classifier's, measured on its held-out
+    split.  Pooled images are labelled after nearest-neighbour upsampling back to the classifier's side,
+    and their real reference is the same labeller on the last ``held_out`` pooled images of the subset
+    (the held-out images of the denoising loss; the classifier may have trained on some of them).
+    """
+    from diffusion_regimes.classifier import confident_fraction, load_classifier, probabilities
     from diffusion_regimes.data import PreparedSubset
 
     for path, rule in ((subset_path, "prepare_subset"), (classifier_path, "classifier")):
         if not Path(path).is_file():
             raise DataError(f"{path} not found; the workflow writes it (rule {rule}: snakemake {path})")
     subset = PreparedSubset.load(subset_path)
+    side = subset.shape[-1]
     classifier, record = load_classifier(classifier_path, device=device)
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(f"resolution={resolution}".encode())
     for path in (subset_path, classifier_path):
         digest.update(Path(path).read_bytes())
-    return SeriesInputs(images=subset.images, labeller=lambda x: probabilities(classifier, x),
-                        real_confident_fraction=float(record.get("held_out_confident_fraction", math.nan)),
+    real = float(record.get("held_out_confident_fraction", math.nan))
+    if resolution and resolution != side:
+        try:
+            subset = subset.pooled(resolution)
+        except DataError as exc:
+            raise ConfigError(f"memorisation.resolution: {exc}") from exc
+        factor = side // resolution
+
+        def labeller(x: torch.Tensor) -> torch.Tensor:
+            up = x.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
+            return probabilities(classifier, up)
+
+        real = confident_fraction(labeller(subset.images[subset.n - max(held_out, 1):]))
+    else:
+        def labeller(x: torch.Tensor) -> torch.Tensor:
+            return probabilities(classifier, x)
+    return SeriesInputs(images=subset.images, labeller=labeller, real_confident_fraction=real,
                         dataset=subset.dataset, digest=digest.hexdigest(),
                         extra={"classifier_accuracy": record["held_out_accuracy"]})
 
 
 def series_from_paths(*, subset: str | Path, classifier: str | Path, out: str | Path, spec: MemorisationSpec,
                       n: int, seed: int, width: int, run_dir: str | Path, device: torch.device,
-                      config_record: dict, progress: bool = True) -> pd.DataFrame:
+                      config_record: dict, base_seed: int = 0, progress: bool = True) -> pd.DataFrame:
     """The ``memorisation-series`` job: run :func:`run_series` and write its table (with provenance)."""
     from diffusion_regimes.provenance import write_table
 
-    inputs = load_series_inputs(subset, classifier, device=device)
+    inputs = load_series_inputs(subset, classifier, device=device, resolution=spec.resolution,
+                                held_out=spec.held_out)
     frame = run_series(inputs, spec=spec, n=n, seed=seed, width=width, run_dir=Path(run_dir), device=device,
-                       progress=progress)
+                       base_seed=base_seed, progress=progress)
     frame.insert(len(frame.columns), "classifier_accuracy", inputs.extra["classifier_accuracy"])
     write_table(frame, out, config=config_record, seed=seed)
     return frame

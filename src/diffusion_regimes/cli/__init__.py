@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from diffusion_regimes.cli import classifier, gaussian_mixture, regimes
+from diffusion_regimes.cli import classifier, gaussian_mixture, memorisation, regimes
 from diffusion_regimes.cli import data as _data
 from diffusion_regimes.cli import train as _train
 from diffusion_regimes.cli.common import JOB_SUMMARY
@@ -29,6 +29,7 @@ COMMAND_GROUPS: tuple[Register, ...] = (
     regimes.register,
     _train.register,
     gaussian_mixture.register,
+    memorisation.register,
 )
 
 
