@@ -80,7 +80,8 @@ def _synthetic_table(taus: dict[int, float], *, samples: int = 64) -> pd.DataFra
                 row = dict.fromkeys(SERIES_COLUMNS, 0.0)
                 row.update(dataset="mnist", width=16, n=n, seed=0, weights=weights, step=int(s),
                            memorised_count=int(m), memorised_fraction=m / samples, samples=samples,
-                           confident_count=int(c), confident_fraction=c / samples, real_confident_fraction=1.0)
+                           confident_count=int(c), confident_fraction=c / samples,
+                           real_confident_fraction=1.0)
                 rows.append(row)
     return pd.DataFrame(rows)
 

@@ -46,7 +46,8 @@ def test_onset_at_another_level_and_the_fitted_curve() -> None:
     # no noise (expected counts of 10^6 samples): the fit is the curve itself
     p = 1.0 / (1.0 + np.exp(-np.log(steps / 2000.0) / 0.5))
     counts = np.rint(p * 1_000_000)
-    fit = fit_onset(steps, counts, 1_000_000, level=0.1, n_boot=20, generator=torch.Generator().manual_seed(0))
+    fit = fit_onset(steps, counts, 1_000_000, level=0.1, n_boot=20,
+                    generator=torch.Generator().manual_seed(0))
     # p = 0.1 at log(s / 2000) = 0.5 logit(0.1)
     assert fit.time == pytest.approx(2000.0 * math.exp(0.5 * math.log(0.1 / 0.9)), rel=1e-3)
     assert fit.width == pytest.approx(0.5, rel=1e-3)

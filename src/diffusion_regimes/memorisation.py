@@ -150,7 +150,8 @@ def checkpoint_grid(*, first: int, last: int, per_decade: int) -> list[int]:
 
 
 # ------------------------------------------------------------------------------- measurements
-def denoising_losses(model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sets: Sequence[torch.Tensor],
+def denoising_losses(model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                     sets: Sequence[torch.Tensor],
                      *, evaluations: int, seed: int, batch: int = 256) -> list[tuple[float, float]]:
     """Mean noise-prediction loss (docs/science.md section 6) of ``model`` on each image set of ``sets``,
     and the standard error of each set's loss minus the first set's.
@@ -224,7 +225,8 @@ def measure_weights(model: torch.nn.Module, *, training: torch.Tensor, held_out:
         score = NoisePredictorScore(model, image_shape=tuple(training.shape[1:]), device=device)
     start = time.perf_counter()
     result = cloning_experiment(score=score, training=training, labeller=labeller, spec=regimes,
-                                n_pairs=spec.samples, steps=spec.sampler_steps, variance=spec.sampler_variance,
+                                n_pairs=spec.samples, steps=spec.sampler_steps,
+                                variance=spec.sampler_variance,
                                 times=np.asarray(spec.branch_times), seed=derived_seed(seed, "sweep"))
     summary = result.summary()
     memorised = torch.as_tensor(result.memorisation < MEMORISED_RATIO)
@@ -243,7 +245,8 @@ def measure_weights(model: torch.nn.Module, *, training: torch.Tensor, held_out:
         "phi_t_min": summary["phi_t_min"], "quality_ok": bool(ok), "quality": reason,
         "t_c_hat_mean": summary["t_c_hat_mean"], "t_c_hat_se": summary["t_c_hat_se"],
         "t_c_hat_median": summary["t_c_hat_median"], "t_c_phi_c_fit": summary["t_c_phi_c_fit"],
-        "t_c_phi_c_fit_low": summary["t_c_phi_c_fit_low"], "t_c_phi_c_fit_high": summary["t_c_phi_c_fit_high"],
+        "t_c_phi_c_fit_low": summary["t_c_phi_c_fit_low"],
+        "t_c_phi_c_fit_high": summary["t_c_phi_c_fit_high"],
         "phi_c_t_min": float(result.phi_c[0]),
         "loss_train": math.nan, "loss_held_out": math.nan, "generalisation_gap": math.nan, "gap_se": math.nan,
     }
@@ -260,7 +263,8 @@ def measure_weights(model: torch.nn.Module, *, training: torch.Tensor, held_out:
 
 
 # ------------------------------------------------------------------------------- one series
-MEASURE_KEYS = ("samples", "sampler_steps", "sampler_variance", "branch_times", "held_out", "loss_evaluations",
+MEASURE_KEYS = ("samples", "sampler_steps", "sampler_variance", "branch_times", "held_out",
+                "loss_evaluations",
                 "n_boot", "quality_phi_min", "quality_confidence_gap", "resolution")
 """Keys of the spec that change a per-checkpoint measurement (they name its cache file)."""
 
@@ -287,7 +291,8 @@ def _cache_name(kind: str, step: int, key: dict) -> str:
 
 
 def run_series(inputs: SeriesInputs, *, spec: MemorisationSpec, n: int, seed: int, width: int,
-               run_dir: Path, device: torch.device, base_seed: int = 0, progress: bool = False) -> pd.DataFrame:
+               run_dir: Path, device: torch.device, base_seed: int = 0,
+               progress: bool = False) -> pd.DataFrame:
     """Train (or resume) the series ``(width, n, seed)`` and measure every checkpoint; one row per
     (weights, checkpoint) in :data:`SERIES_COLUMNS`.  Finished measurements are read back from
     ``run_dir/measure``.  ``seed`` is the series' training seed (a ``memorisation.seeds`` entry); every
@@ -439,7 +444,8 @@ def onset_times(table: pd.DataFrame, *, spec: MemorisationSpec, seed: int) -> pd
     the exponents gamma (tau_mem ~ n^gamma) and gamma' (tau_gen) with their intervals."""
     missing = [c for c in SERIES_COLUMNS if c not in table.columns]
     if missing:
-        raise DataError(f"memorisation table lacks the column(s) {missing}: re-run the memorisation_series jobs")
+        raise DataError(f"memorisation table lacks the column(s) {missing}: re-run the memorisation_series "
+                        "jobs")
     rows = []
     for keys, group in table.groupby(list(TIMES_KEYS), sort=True):
         group = group.sort_values("step")

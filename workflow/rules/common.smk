@@ -275,3 +275,20 @@ GM_FIGURE_CONTENT = {
     "gm_collapse_law": "t_C against α = log(n)/d",
     "gm_potential": "potential V(q, t) around t_S",
 }
+
+
+# --- the memorisation stage: one series per (dataset, width, n, seed) ---------------------------------------
+from diffusion_regimes.memorisation import MemorisationSpec
+
+MEMORISATION = build_section(MemorisationSpec, config["memorisation"], where="memorisation")
+
+
+def memorisation_series(dataset):
+    return [
+        f"results/memorisation/{dataset}/w{width}/n{n}/s{seed}/series.csv"
+        for width, n, seed in MEMORISATION.series()
+    ]
+
+
+def memorisation_all_series(wildcards=None):
+    return [path for dataset in MEMORISATION.datasets for path in memorisation_series(dataset)]

@@ -8,22 +8,6 @@
 # of the rule (Snakemake deletes only declared outputs of a failed job): a re-run continues training from
 # the newest checkpoint and measures only what is missing.
 
-from diffusion_regimes.memorisation import MemorisationSpec
-
-MEMORISATION = build_section(MemorisationSpec, config["memorisation"], where="memorisation")
-
-
-def memorisation_series(dataset):
-    return [
-        f"results/memorisation/{dataset}/w{width}/n{n}/s{seed}/series.csv"
-        for width, n, seed in MEMORISATION.series()
-    ]
-
-
-def memorisation_all_series(wildcards=None):
-    return [path for dataset in MEMORISATION.datasets for path in memorisation_series(dataset)]
-
-
 rule memorisation_series:
     input:
         subset="results/data/{dataset}/subset.pt",

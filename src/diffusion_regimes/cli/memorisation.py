@@ -39,7 +39,8 @@ def _series(args: argparse.Namespace) -> None:
                                   device=resolve_device(args.device), config_record=record,
                                   base_seed=args.seed)
     last = frame[frame["step"] == frame["step"].max()]
-    job_summary().update(n=args.n, seed=args.series_seed, width=args.width, checkpoints=int(frame["step"].nunique()),
+    job_summary().update(n=args.n, seed=args.series_seed, width=args.width,
+                         checkpoints=int(frame["step"].nunique()),
                          **{f"memorised_{r.weights}": float(r.memorised_fraction) for r in last.itertuples()})
 
 
