@@ -474,9 +474,14 @@ def onset_times(table: pd.DataFrame, *, spec: MemorisationSpec, seed: int) -> pd
         })
     times = pd.DataFrame(rows)
     raw = times[times["weights"] == "raw"].set_index(["dataset", "width", "n", "seed"])["tau_mem"]
-    times["ema_delay"] = [
-        row.tau_mem / raw.get((row.dataset, row.width, row.n, row.seed), math.nan)
-        if row.weights == "ema" else math.nan for row in times.itertuples()]
+
+    def delay(row) -> float:
+        """tau_mem(EMA) / tau_mem(raw) of the same run; nan unless both onsets are fitted numbers."""
+        base = raw.get((row.dataset, row.width, row.n, row.seed), math.nan)
+        both = np.isfinite([row.tau_mem, base]).all() and base > 0 and row.tau_mem > 0
+        return row.tau_mem / base if row.weights == "ema" and both else math.nan
+
+    times["ema_delay"] = [delay(row) for row in times.itertuples()]
     for column in ("gamma", "gamma_low", "gamma_high", "gamma_gen", "gamma_gen_low", "gamma_gen_high"):
         times[column] = math.nan
     times["gamma_points"] = 0
