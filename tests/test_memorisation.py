@@ -130,3 +130,18 @@ def test_run_series_end_to_end_on_a_tiny_model(tmp_path) -> None:
     pd.testing.assert_frame_equal(frame.drop(columns="train_seconds"), again.drop(columns="train_seconds"))
     with pytest.raises(ConfigError, match="held-out"):
         run_series(inputs, spec=spec, n=36, seed=0, width=4, run_dir=tmp_path, device=torch.device("cpu"))
+
+
+def test_figure_from_a_synthetic_series(tmp_path) -> None:
+    from diffusion_regimes.plots.memorisation import memorisation_figures
+
+    table = _synthetic_table({16: 400.0, 32: 800.0})
+    table["memorised_low"] = table["memorised_fraction"] - 0.1
+    table["memorised_high"] = table["memorised_fraction"] + 0.1
+    table["parameters"] = 280_177
+    times = onset_times(table, spec=MemorisationSpec(n_boot=50), seed=0)
+    table.to_csv(tmp_path / "m.csv", index=False)
+    times.to_csv(tmp_path / "t.csv", index=False)
+    written = memorisation_figures(table=tmp_path / "m.csv", times=tmp_path / "t.csv", dataset="mnist",
+                                   out=tmp_path / "fig.pdf", seed=0)
+    assert [p.suffix for p in written] == [".pdf", ".png"] and all(p.stat().st_size > 1000 for p in written)
