@@ -81,7 +81,7 @@ def _tau_panel(ax, tms: pd.DataFrame) -> None:
     colours = {"raw": "C0", "ema": "C3"}
     for kind, g in tms.groupby("weights"):
         for name, marker in markers.items():
-            ok = np.isfinite(g[name]) & (g[f"{name}_censored"] == "none")
+            ok = np.isfinite(g[name]) & g[f"{name}_censored"].isin(["none", "interval"])
             lo = (g[name] - g[f"{name}_low"]).clip(lower=0)
             hi = (g[f"{name}_high"] - g[name]).clip(lower=0)
             hi = hi.where(np.isfinite(hi), g[name])  # an unbounded end: drawn as a factor-2 arrow stub
