@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -128,6 +129,13 @@ def test_run_series_end_to_end_on_a_tiny_model(tmp_path) -> None:
     assert (frame["memorised_fraction_exact"] == 1.0).all()
     again = run_series(inputs, spec=spec, n=4, seed=0, width=4, run_dir=tmp_path, device=torch.device("cpu"))
     pd.testing.assert_frame_equal(frame.drop(columns="train_seconds"), again.drop(columns="train_seconds"))
+    # a longer series continues the run and keeps (and reuses) the earlier last step, off the lattice
+    longer = run_series(inputs, spec=replace(spec, min_steps=8), n=4, seed=0, width=4, run_dir=tmp_path,
+                        device=torch.device("cpu"))
+    assert sorted(longer["step"].unique()) == [1, 2, 4, 5, 8]
+    pd.testing.assert_frame_equal(
+        longer[longer["step"] <= 4].drop(columns="train_seconds").reset_index(drop=True),
+        frame.drop(columns="train_seconds").reset_index(drop=True))
     with pytest.raises(ConfigError, match="held-out"):
         run_series(inputs, spec=spec, n=36, seed=0, width=4, run_dir=tmp_path, device=torch.device("cpu"))
 

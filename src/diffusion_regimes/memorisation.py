@@ -31,7 +31,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -298,7 +298,7 @@ def run_series(inputs: SeriesInputs, *, spec: MemorisationSpec, n: int, seed: in
     ``run_dir/measure``.  ``seed`` is the series' training seed (a ``memorisation.seeds`` entry); every
     random stream derives from it and the config's ``base_seed``."""
     from diffusion_regimes.checkpoints import checkpoint_path, list_checkpoints, load_checkpoint
-    from diffusion_regimes.train import train_ddpm
+    from diffusion_regimes.train import run_key, train_ddpm
     from diffusion_regimes.unet import UNet, count_parameters
 
     images = inputs.images
@@ -315,8 +315,14 @@ def run_series(inputs: SeriesInputs, *, spec: MemorisationSpec, n: int, seed: in
     run_dir = Path(run_dir)
     start = time.perf_counter()
     root = derived_seed(base_seed, "memorisation", seed)
+    train_seed = derived_seed(root, "train")
+    # checkpoints of an earlier, shorter series (its last step is off the lattice) stay: they were measured
+    key_dir = run_dir / "runs" / run_key(model_config=model_config, config=config,
+                                         batch_size=config.batch_size, seed=train_seed, images=training)
+    earlier = {step for step, _ in list_checkpoints(key_dir) if step <= config.steps}
+    config = replace(config, checkpoint_steps=tuple(sorted(set(config.checkpoint_steps) | earlier)))
     result = train_ddpm(training, model_config=model_config, config=config, run_dir=run_dir / "runs",
-                        seed=derived_seed(root, "train"), device=device, progress=progress)
+                        seed=train_seed, device=device, progress=progress)
     train_seconds = time.perf_counter() - start
     cache = run_dir / "measure"
     cache.mkdir(parents=True, exist_ok=True)
