@@ -439,7 +439,7 @@ def series_from_paths(*, subset: str | Path, classifier: str | Path, out: str | 
 TIMES_KEYS = ("dataset", "width", "n", "seed", "weights")
 TIMES_COLUMNS = (*TIMES_KEYS, "tau_mem", "tau_mem_low", "tau_mem_high", "tau_mem_censored", "tau_mem_width",
                  "tau_gen", "tau_gen_low", "tau_gen_high", "tau_gen_censored", "gen_level", "ema_delay",
-                 "max_memorised_fraction", "last_step", "t_c_hat_first", "t_c_hat_last", "t_c_hat_exact_mean",
+                 "max_memorised_fraction", "held_out_best_step", "last_step", "t_c_hat_first", "t_c_hat_last", "t_c_hat_exact_mean",
                  "gamma", "gamma_low", "gamma_high", "gamma_points", "gamma_gen", "gamma_gen_low",
                  "gamma_gen_high", "gamma_gen_points")
 
@@ -473,6 +473,9 @@ def onset_times(table: pd.DataFrame, *, spec: MemorisationSpec, seed: int) -> pd
             "tau_gen": tau_gen[0], "tau_gen_low": tau_gen[1], "tau_gen_high": tau_gen[2],
             "tau_gen_censored": tau_gen[3], "gen_level": gen_level,
             "max_memorised_fraction": float(group["memorised_fraction"].max()),
+            # the checkpoint of lowest held-out denoising loss: where the model generalises best
+            "held_out_best_step": (int(group.loc[group["loss_held_out"].idxmin(), "step"])
+                                   if group["loss_held_out"].notna().any() else -1),
             "last_step": int(group["step"].max()),
             "t_c_hat_first": float(group["t_c_hat_mean"].iloc[0]),
             "t_c_hat_last": float(group["t_c_hat_mean"].iloc[-1]),
