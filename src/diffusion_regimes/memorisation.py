@@ -439,7 +439,8 @@ def series_from_paths(*, subset: str | Path, classifier: str | Path, out: str | 
 TIMES_KEYS = ("dataset", "width", "n", "seed", "weights")
 TIMES_COLUMNS = (*TIMES_KEYS, "tau_mem", "tau_mem_low", "tau_mem_high", "tau_mem_censored", "tau_mem_width",
                  "tau_gen", "tau_gen_low", "tau_gen_high", "tau_gen_censored", "gen_level", "ema_delay",
-                 "max_memorised_fraction", "held_out_best_step", "last_step", "t_c_hat_first", "t_c_hat_last", "t_c_hat_exact_mean",
+                 "max_memorised_fraction", "held_out_best_step", "last_step", "t_c_hat_first",
+                 "t_c_hat_last", "t_c_hat_exact_mean",
                  "gamma", "gamma_low", "gamma_high", "gamma_points", "gamma_gen", "gamma_gen_low",
                  "gamma_gen_high", "gamma_gen_points")
 
