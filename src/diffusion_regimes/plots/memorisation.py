@@ -64,7 +64,8 @@ def memorisation_figure(table: pd.DataFrame, times: pd.DataFrame, *, dataset: st
                title="generalisation gap (raw weights, ±2 s.e.)")
     # an untrained network's trajectories never settle (t̂_C near the top of the grid): off the scale, so the
     # approach to the exact score's value stays readable
-    top = 2.0 * float(np.nanmax(rows["t_c_hat_exact_mean"])) if rows["t_c_hat_exact_mean"].notna().any() else 1.0
+    exact = rows["t_c_hat_exact_mean"]
+    top = 2.0 * float(np.nanmax(exact)) if exact.notna().any() else 1.0
     ax_tc.set(xlabel="optimiser steps", ylabel="mean t̂_C (learned)", ylim=(0.0, max(top, 0.5)),
               title="learned t̂_C; dotted: exact score, same n")
     if not tms.empty and math.isfinite(float(tms["gen_level"].iloc[0])):
