@@ -28,6 +28,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/regimes.smk"
 include: "workflow/rules/gaussian_mixture.smk"
 include: "workflow/rules/speciation.smk"
+include: "workflow/rules/memorisation.smk"
 
 
 rule all:

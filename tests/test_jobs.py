@@ -12,6 +12,7 @@ from diffusion_regimes.config import load_yaml, validate
 from diffusion_regimes.errors import ConfigError
 from diffusion_regimes.gaussian_mixture import GaussianMixtureConfig
 from diffusion_regimes.jobs import JOB_KEYS, job_spec, job_view
+from diffusion_regimes.memorisation import MemorisationSpec
 from diffusion_regimes.regimes import RegimesSpec
 from diffusion_regimes.speciation import SpeciationSpec
 from diffusion_regimes.spectrum import SpectraOptions
@@ -20,7 +21,8 @@ from diffusion_regimes.unet import UNetSpec
 
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = {"spectra": SpectraOptions, "classifier": ClassifierSpec, "train": TrainConfig, "unet": UNetSpec,
-            "regimes": RegimesSpec, "gaussian_mixture": GaussianMixtureConfig, "speciation": SpeciationSpec}
+            "regimes": RegimesSpec, "gaussian_mixture": GaussianMixtureConfig, "speciation": SpeciationSpec,
+            "memorisation": MemorisationSpec}
 
 
 def _field_type(cls, name):

@@ -199,7 +199,8 @@ def _parsed_rules(configfiles: list[Path], workdir: Path) -> list:
             config_settings=ConfigSettings(configfiles=configfiles),
             resource_settings=ResourceSettings(), storage_settings=StorageSettings(),
         )
-        return [r for r in workflow._workflow.rules if r.name != "all"]
+        # `all` and the stage target `memorisation` only gather files: no job, no resources
+        return [r for r in workflow._workflow.rules if r.name not in ("all", "memorisation")]
 
 
 def _value(resource):

@@ -372,3 +372,41 @@ def test_attention_init_xavier_is_multihead_attentions():
         ref.out_proj.weight.std())
     plain = Attention(c, groups=8, heads=4, zero_init=False)
     assert plain.qkv.bias.abs().max() > 0 and float(plain.qkv.weight.abs().max()) <= c ** -0.5
+
+
+def test_checkpoint_steps_are_kept_and_do_not_change_training(tmp_path) -> None:
+    """train.checkpoint_steps (the memorisation grid): checkpoints at exactly those steps survive
+    keep_checkpoints pruning, and the weights equal those of a run without the extra checkpoints."""
+    import torch
+
+    from diffusion_regimes.checkpoints import list_checkpoints
+    from diffusion_regimes.train import TrainConfig, train_ddpm
+    from diffusion_regimes.unet import preset
+
+    images = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    model_config = preset("tiny", in_channels=1, image_size=8)
+    grid = TrainConfig(steps=7, batch_size=4, checkpoint_every=7, keep_checkpoints=1, log_every=1,
+                       checkpoint_steps=(1, 2, 5), grid_images=0, lr_warmup=2)
+    plain = TrainConfig(steps=7, batch_size=4, checkpoint_every=7, keep_checkpoints=1, log_every=1,
+                        grid_images=0, lr_warmup=2)
+    a = train_ddpm(images, model_config=model_config, config=grid, run_dir=tmp_path / "a", seed=3)
+    b = train_ddpm(images, model_config=model_config, config=plain, run_dir=tmp_path / "b", seed=3)
+    assert [s for s, _ in list_checkpoints(a.run_dir)] == [1, 2, 5, 7]
+    assert [s for s, _ in list_checkpoints(b.run_dir)] == [7]
+    for p, q in zip(a.model.parameters(), b.model.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_memorisation_checkpoint_grid_is_log_spaced() -> None:
+    from diffusion_regimes.memorisation import MemorisationSpec, checkpoint_grid
+
+    grid = checkpoint_grid(first=100, last=10_000, per_decade=5)
+    assert grid[0] == 100 and grid[-1] == 10_000 and len(grid) == 11
+    # a longer series only adds checkpoints
+    assert set(checkpoint_grid(first=100, last=4000, per_decade=5)) - {4000} <= set(grid)
+    ratios = [b / a for a, b in zip(grid, grid[1:], strict=False)]
+    assert max(ratios) / min(ratios) < 1.01 and abs(ratios[0] - 10 ** 0.2) < 0.01
+    spec = MemorisationSpec(steps_per_image=100.0, min_steps=1000, first_step=50)
+    assert spec.last_step(16) == 1600 and spec.last_step(4) == 1000
+    config = spec.train_config(16)
+    assert config.lr_schedule == "constant" and config.steps == 1600 and config.checkpoint_steps[0] == 50

@@ -149,6 +149,19 @@ def test_regimes_has_exact_and_unet_rows(tiny_run):
     assert (tiny_run / "results" / "figures" / "regimes_neighbours_mnist.png").stat().st_size > 1000
 
 
+def test_memorisation_stage_runs_end_to_end(tiny_run):
+    """tiny.yaml exercises the memorisation stage: two n, a second seed and a second width, three
+    checkpoints each on raw and EMA weights, the two tables and the figure."""
+    tables = tiny_run / "results" / "tables"
+    table = pd.read_csv(tables / "memorisation.csv")
+    series = {(w, n, s) for w, n, s in table[["width", "n", "seed"]].itertuples(index=False)}
+    assert series == {(4, 4, 0), (4, 4, 1), (4, 8, 0), (8, 4, 0)}
+    assert len(table) == len(series) * 3 * 2  # checkpoints 1, 2, 4 on raw and EMA weights
+    times = pd.read_csv(tables / "memorisation_times.csv")
+    assert len(times) == len(series) * 2 and set(times["weights"]) == {"raw", "ema"}
+    assert (tiny_run / "results" / "figures" / "memorisation_mnist.png").stat().st_size > 1000
+
+
 def test_report(tiny_run):
     report = tiny_run / "results" / "report.html"
     run = _snakemake_here("--configfile", "config/tiny.yaml", "--report", "results/report.html", cwd=tiny_run)

@@ -37,6 +37,11 @@ from diffusion_regimes.measures import bootstrap_weights
 
 __all__ = [
     "CurveFit",
+    "OnsetFit",
+    "PowerLawFit",
+    "fit_onset",
+    "fit_power_law",
+    "onset_curve",
     "fit_collapse_logistic",
     "fit_speciation_logistic",
     "fit_speciation_theory",
@@ -484,3 +489,168 @@ def logistic_curve(times: np.ndarray, *, centre: float, width: float, floor: flo
     """
     eta = -(np.asarray(times, dtype=np.float64) - centre) / width
     return floor + (1.0 - floor) * 0.5 * (1.0 + np.tanh(0.5 * eta))
+
+
+# ------------------------------------------------------------------------- training-time onsets
+@dataclass(frozen=True)
+class OnsetFit:
+    """Onset of a fraction that rises with training time: where ``p(s)`` reaches ``level``.
+
+    ``p(s) = s((log s - log tau_half) / w)`` (logistic in log optimiser steps, from 0 to 1), fitted by
+    binomial maximum likelihood to the counts at the checkpoints; ``time`` is the step where the fitted
+    curve equals ``level``; ``low``/``high`` its parametric-bootstrap percentile interval (an end beyond
+    the checkpoints the data cannot bound: ``0`` or ``inf``).  ``censored``: ``"none"``; ``"right"`` when
+    no checkpoint reaches ``level`` (the onset lies beyond the last step: ``low`` = last step, ``time``
+    and ``high`` = inf); ``"left"`` when every checkpoint is already at or above it (``high`` = first
+    step, ``time`` and ``low`` = 0); ``"interval"`` when the curve jumps between two checkpoints too
+    steeply for a width to be fitted (``low``/``high`` = those checkpoints, ``time`` their geometric mean).
+    """
+
+    time: float
+    low: float
+    high: float
+    confidence: float
+    level: float
+    width: float  # w of the logistic in log steps (nan unless censored == "none")
+    censored: str
+    log_likelihood: float
+    n_boot: int  # replicates that converged
+
+
+def _onset_result(t: np.ndarray, counts: np.ndarray, n: int) -> _LogisticSolution:
+    """:func:`_fit_logistic` on ``t = -log(steps)``: the decreasing family in t is increasing in steps."""
+    return _fit_logistic(t, counts, n, floor=0.0)
+
+
+def fit_onset(
+    steps: np.ndarray,
+    counts: np.ndarray,
+    samples: int,
+    *,
+    level: float = 0.5,
+    n_boot: int = 400,
+    generator: torch.Generator,
+    confidence: float = 0.95,
+) -> OnsetFit:
+    """Fitted onset of a binomial fraction along training: ``counts[j]`` of ``samples`` at ``steps[j]``.
+
+    Used for the memorisation time tau_mem (memorised samples) and the generalisation time tau_gen
+    (confidently classified samples) of docs/science.md (training time).  A fit uses every checkpoint, so
+    the onset does not hinge on the first noisy crossing.  The interval is a parametric bootstrap: counts
+    redrawn from the fitted curve (binomial, ``samples`` per checkpoint), refitted, percentile interval of
+    the onset.  See :class:`OnsetFit` for the censored cases.
+    """
+    _check_confidence(confidence)
+    if not 0.0 < level < 1.0:
+        raise ConfigError(f"onset fit: level must lie in (0, 1), got {level}")
+    s = np.asarray(steps, dtype=np.float64)
+    k = np.asarray(counts, dtype=np.float64)
+    if s.ndim != 1 or k.shape != s.shape or s.size < 2:
+        raise DataError(f"onset fit: need >= 2 checkpoints with one count each, got steps {s.shape} and "
+                        f"counts {k.shape}")
+    if not np.all(s > 0) or np.unique(s).size != s.size:
+        raise DataError("onset fit: checkpoint steps must be distinct and positive")
+    if samples < 1 or np.any(k < 0) or np.any(k > samples) or np.any(k != np.rint(k)):
+        raise DataError(f"onset fit: counts must be integers in [0, {samples}]")
+    order = np.argsort(s)
+    s, k = s[order], k[order]
+    frac = k / samples
+    nan, inf = math.nan, math.inf
+    if np.all(frac < level):
+        return OnsetFit(inf, float(s[-1]), inf, confidence, level, nan, "right", nan, 0)
+    if np.all(frac >= level):
+        return OnsetFit(0.0, 0.0, float(s[0]), confidence, level, nan, "left", nan, 0)
+    t = -np.log(s)
+    sol = _onset_result(t, k[:, None], samples)
+    logit = math.log(level / (1.0 - level))
+    # A curve that rises within a tenth of the closest checkpoint spacing (in log steps) is a step the
+    # checkpoints cannot resolve (with complete separation the likelihood has no maximum at all).
+    resolvable = bool(sol.ok[0]) and float(sol.width[0]) >= 0.1 * float(np.min(np.diff(np.log(s))))
+    if not resolvable:
+        # a step between two checkpoints: bracket the last upward crossing of the level
+        j = int(np.nonzero((frac[:-1] < level) & (frac[1:] >= level))[0][-1])
+        return OnsetFit(float(math.sqrt(s[j] * s[j + 1])), float(s[j]), float(s[j + 1]), confidence, level,
+                        nan, "interval", nan, 0)
+    centre, width = float(sol.centre[0]), float(sol.width[0])
+    # p = s(-(t - centre)/w) = level at t = centre - w logit(level); the step is exp(-t)
+    time = math.exp(-(centre - width * logit))
+    p_hat = _logistic_curve(-(t - centre) / width, 0.0)
+    boot = torch.binomial(torch.full((n_boot, s.size), float(samples), dtype=torch.float64),
+                          torch.as_tensor(p_hat, dtype=torch.float64).expand(n_boot, -1).contiguous(),
+                          generator=generator).numpy()
+    reps = _onset_result(t, boot.T, samples)
+    with np.errstate(over="ignore", invalid="ignore"):
+        rep_times = np.exp(-(reps.centre - reps.width * logit))
+    ok = reps.ok & np.isfinite(rep_times)
+    low, high = (float(x) for x in _percentile_interval(rep_times, ok, confidence))
+    # ends the checkpoints cannot bound are reported as unbounded, never extrapolated
+    if low < s[0]:
+        low = 0.0
+    if high > s[-1]:
+        high = inf
+    ll = float(sol.log_likelihood[0] + _log_binomial_coefficients(k[:, None], samples)[0])
+    return OnsetFit(time, low, high, confidence, level, width, "none", ll, int(np.count_nonzero(ok)))
+
+
+def onset_curve(steps: np.ndarray, fit: OnsetFit) -> np.ndarray:
+    """The fitted fraction of :func:`fit_onset` at ``steps`` (nan when the fit is censored)."""
+    s = np.asarray(steps, dtype=np.float64)
+    if fit.censored != "none":
+        return np.full(s.shape, np.nan)
+    logit = math.log(fit.level / (1.0 - fit.level))
+    return 1.0 / (1.0 + np.exp(-(np.log(s / fit.time) / fit.width + logit)))
+
+
+@dataclass(frozen=True)
+class PowerLawFit:
+    """``tau = c n^gamma`` fitted in log-log (weighted least squares); ``gamma_low``/``gamma_high`` its
+    interval; ``points``: the (n, tau) pairs with a bounded interval that entered the fit."""
+
+    gamma: float
+    gamma_low: float
+    gamma_high: float
+    gamma_se: float
+    prefactor: float  # c
+    chi2: float  # weighted residual sum of squares
+    dof: int
+    points: int
+    confidence: float
+
+
+def fit_power_law(
+    n: np.ndarray, tau: np.ndarray, low: np.ndarray, high: np.ndarray, *, confidence: float = 0.95
+) -> PowerLawFit:
+    """Fit ``log tau = log c + gamma log n`` to onsets with intervals ``[low, high]`` (at ``confidence``).
+
+    Each point's standard error in ``log tau`` is its interval's half-width in log divided by the normal
+    quantile; points without a finite positive interval (censored onsets) are left out.  The standard
+    error of gamma is the weighted-least-squares one, scaled by ``sqrt(chi2 / dof)`` when the scatter
+    exceeds the points' errors (then the quantile is Student's with ``dof``): the interval covers the
+    scatter between seeds, not only each point's error.  Fewer than two distinct n: every value nan.
+    """
+    from scipy import stats
+
+    _check_confidence(confidence)
+    n_, tau_, lo_, hi_ = (np.asarray(x, dtype=np.float64) for x in (n, tau, low, high))
+    z = stats.norm.ppf(0.5 * (1.0 + confidence))
+    good = (np.isfinite(tau_) & np.isfinite(lo_) & np.isfinite(hi_) & (lo_ > 0) & (hi_ > lo_)
+            & (tau_ > 0) & (n_ > 0))
+    nan = math.nan
+    if np.unique(n_[good]).size < 2:
+        return PowerLawFit(nan, nan, nan, nan, nan, nan, 0, int(good.sum()), confidence)
+    x, y = np.log(n_[good]), np.log(tau_[good])
+    sigma = (np.log(hi_[good]) - np.log(lo_[good])) / (2.0 * z)
+    w = 1.0 / sigma**2
+    design = np.stack([np.ones_like(x), x], axis=1)
+    cov = np.linalg.inv(design.T @ (w[:, None] * design))
+    beta = cov @ design.T @ (w * y)
+    chi2 = float(np.sum(w * (y - design @ beta) ** 2))
+    dof = int(x.size - 2)
+    se = math.sqrt(cov[1, 1])
+    quantile = z
+    if dof > 0 and chi2 / dof > 1.0:
+        se *= math.sqrt(chi2 / dof)
+        quantile = stats.t.ppf(0.5 * (1.0 + confidence), dof)
+    gamma = float(beta[1])
+    return PowerLawFit(gamma, gamma - quantile * se, gamma + quantile * se, se, float(math.exp(beta[0])),
+                       chi2, dof, int(x.size), confidence)

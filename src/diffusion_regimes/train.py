@@ -72,6 +72,9 @@ class TrainConfig:
     lr_min: float = 0.0  # learning rate reached at the last step of a cosine schedule
     checkpoint_every: int = 300
     keep_checkpoints: int = 2
+    # Extra checkpoints at these optimiser steps, never pruned by keep_checkpoints (the memorisation
+    # stage's log-spaced grid); they do not change the trajectory, so they stay out of the run key.
+    checkpoint_steps: tuple[int, ...] = ()
     log_every: int = 10
     ema_decay: float = 0.0  # 0 disables the exponential moving average of the weights
     ema_warmup: bool = True  # decay min(ema_decay, (1 + s) / (10 + s)) at step s: forget the random init
@@ -100,6 +103,9 @@ class TrainConfig:
             raise ConfigError(f"train.lr_warmup must be >= 0, got {self.lr_warmup}")
         if self.lr_min < 0 or (self.lr_schedule == "cosine" and self.lr_min > self.lr):
             raise ConfigError(f"train.lr_min must lie in [0, train.lr = {self.lr}], got {self.lr_min}")
+        if any(int(s) < 1 for s in self.checkpoint_steps):
+            raise ConfigError(f"train.checkpoint_steps must be optimiser steps >= 1, got "
+                              f"{list(self.checkpoint_steps)}")
 
     def batch_size_for(self, dataset: str) -> int:
         return int(self.batch_size_by_dataset.get(dataset, self.batch_size))
@@ -399,6 +405,7 @@ def train_ddpm(
         t_log = time.perf_counter()
         t0 = t_log
         newest = checkpoint_path(run_dir, start)
+        grid_steps = frozenset(int(s) for s in config.checkpoint_steps)
         steps = range(start, config.steps)
         if progress:
             from diffusion_regimes.progress import progress as bar
@@ -416,7 +423,8 @@ def train_ddpm(
                 torch._foreach_lerp_(ema_params, params, 1.0 - ema_decay_at(step, config=config))
             pending.append(loss.detach())
             done = step + 1
-            at_checkpoint = done % config.checkpoint_every == 0 or done == config.steps
+            at_checkpoint = (done % config.checkpoint_every == 0 or done == config.steps
+                             or done in grid_steps)
             if done % config.log_every == 0 or at_checkpoint:
                 # One host sync per log interval, not per step.
                 losses = torch.stack(pending).float().cpu()
@@ -450,7 +458,7 @@ def train_ddpm(
                 }, newest)
                 # Only checkpoints older than the one just written (a later one would have stopped the
                 # run in _resume_point), so the newest is never deleted.
-                older = [p for s, p in list_checkpoints(run_dir) if s < done]
+                older = [p for s, p in list_checkpoints(run_dir) if s < done and s not in grid_steps]
                 for old in older[: max(0, len(older) - (config.keep_checkpoints - 1))]:
                     old.unlink()
                 if on_checkpoint is not None:

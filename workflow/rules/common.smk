@@ -302,3 +302,19 @@ def speciation_measured(wildcards=None):
     return [f"results/speciation/measured/{name}.csv" for name in SPECIATION["datasets"]] + [
         f"results/speciation/fashion/{slug}.csv" for slug in SPECIATION_PAIRS
     ]
+
+# --- the memorisation stage: one series per (dataset, width, n, seed) ---------------------------------------
+from diffusion_regimes.memorisation import MemorisationSpec
+
+MEMORISATION = build_section(MemorisationSpec, config["memorisation"], where="memorisation")
+
+
+def memorisation_series(dataset):
+    return [
+        f"results/memorisation/{dataset}/w{width}/n{n}/s{seed}/series.csv"
+        for width, n, seed in MEMORISATION.series()
+    ]
+
+
+def memorisation_all_series(wildcards=None):
+    return [path for dataset in MEMORISATION.datasets for path in memorisation_series(dataset)]

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from diffusion_regimes.cli import classifier, gaussian_mixture, protocol, regimes, speciation
+from diffusion_regimes.cli import classifier, gaussian_mixture, memorisation, protocol, regimes, speciation
 from diffusion_regimes.cli import data as _data
 from diffusion_regimes.cli import train as _train
 from diffusion_regimes.cli.common import JOB_SUMMARY
@@ -31,6 +31,7 @@ COMMAND_GROUPS: tuple[Register, ...] = (
     gaussian_mixture.register,
     protocol.register,
     speciation.register,
+    memorisation.register,
 )
 
 
