@@ -65,16 +65,22 @@ def online_softmax(
     bias: torch.Tensor,
     cols: int,
     weighted_mean: bool = False,
+    values: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Streamed log-sum-exp (and softmax-weighted mean) of ``l = alpha x @ a.T + bias`` over the columns.
 
     ``x``: ``(B, d)`` and ``a``: ``(n, d)`` in the same dtype (float32 or float64); ``bias``: ``(n,)`` in that
     dtype; ``cols``: training points per chunk.  Returns float64 ``(run_max (B,), run_sum (B,),
     run_vec (B, d) or None)`` with ``logsumexp_mu l = run_max + log(run_sum)`` and, when ``weighted_mean``,
-    ``sum_mu softmax(l)_mu a_mu = run_vec / run_sum``.
+    ``sum_mu softmax(l)_mu a_mu = run_vec / run_sum``.  ``values``: ``(n, v)`` in the dtype of ``a``, averaged
+    instead of ``a`` when given (``run_vec`` is then ``(B, v)``): the local score machines average only the
+    centre pixel of each patch.
     """
     if x.dtype != a.dtype or bias.dtype != a.dtype:
         raise ValueError(f"x, a and bias must share one dtype, got {x.dtype}, {a.dtype}, {bias.dtype}")
+    if values is not None and (values.dtype != a.dtype or values.shape[0] != a.shape[0]):
+        raise ValueError(f"values must be (n, v) in the dtype of a, got {tuple(values.shape)} {values.dtype}")
+    averaged = a if values is None else values
     run_max = run_sum = run_vec = None
     for c0 in range(0, a.shape[0], cols):
         chunk = a[c0:c0 + cols]
@@ -88,7 +94,7 @@ def online_softmax(
         weights = shifted.clamp_min(EXP_FLOOR).exp() if logits.requires_grad else shifted.clamp_min_(
             EXP_FLOOR).exp_()
         sums = weights.sum(dim=1, dtype=torch.float64)
-        vec = (weights @ chunk).to(torch.float64) if weighted_mean else None
+        vec = (weights @ averaged[c0:c0 + cols]).to(torch.float64) if weighted_mean else None
         if run_max is None:  # first chunk: nothing to rescale
             run_sum, run_vec = sums, vec
         else:
