@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from diffusion_regimes.benchmarks import baseline, empirical_score
 from diffusion_regimes.benchmarks import gaussian_mixture as gm_bench
 from diffusion_regimes.benchmarks import isolation as _isolation
+from diffusion_regimes.benchmarks import local_score as _local
 from diffusion_regimes.benchmarks import spectrum as _spectrum
 from diffusion_regimes.benchmarks import unet as _unet
 
@@ -30,6 +31,7 @@ BENCHMARKS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
     "spectrum": (_spectrum.run, "top covariance eigenvalue: matrix-free lobpcg vs covariance + eigvalsh"),
     "isolation": (_isolation.run, "LSUN-sized WebP export: decoding in limited child processes vs "
                                   "in-process"),
+    "local": (_local.run, "local score machines LS / ELS: image evaluations/s vs the matmul rate"),
 }
 
 

@@ -28,7 +28,7 @@ Locality scale.  ``patch`` is a :class:`PatchSchedule`: the patch side P(t) per 
 trained network's denoiser in :mod:`ideal_models`), or a constant.
 
 Arithmetic.  LS computes each chunk's logits from the differences ``x - e^{-t} a`` squared and summed over
-the window by two one-dimensional box filters (a separable convolution): no cancellation, so float32 is
+the window by a separable box filter (two banded matmuls, :func:`box_sum`): no cancellation, so float32 is
 accurate to a few units of roundoff relative to each logit, and no unfolded P^2-fold copy of the training
 set.  ELS matches every query patch against a bank of m training patches: unfold + matmul (the distance
 matrix ``|q|^2 + e^{-2t}|a|^2 - 2 e^{-t} q.a``) streamed over the bank by the online softmax of the exact
@@ -110,14 +110,21 @@ def _check(t: float, precision: str) -> None:
                           f"{list(LOCAL_PRECISIONS)}")
 
 
+def band(length: int, size: int, *, dtype: torch.dtype = torch.float64, device=None) -> torch.Tensor:
+    """``(length, length)`` matrix of ones where ``|i - j| <= size // 2``: multiplying by it sums a centred
+    window of ``size`` entries along one axis, with zeros beyond the ends (the zero padding)."""
+    idx = torch.arange(length, device=device)
+    return ((idx[:, None] - idx[None, :]).abs() <= size // 2).to(dtype)
+
+
 def box_sum(values: torch.Tensor, size: int) -> torch.Tensor:
     """Sum of ``values`` ``(N, H, W)`` over the ``size x size`` window centred on every pixel (zeros
-    outside the image), by two one-dimensional box filters; same shape."""
-    pad = size // 2
-    v = values.unsqueeze(1)
-    v = F.avg_pool2d(v, (size, 1), stride=1, padding=(pad, 0), count_include_pad=True)
-    v = F.avg_pool2d(v, (1, size), stride=1, padding=(0, pad), count_include_pad=True)
-    return v.squeeze(1) * float(size * size)
+    outside the image): ``B_H @ values @ B_W`` with the banded matrices of :func:`band`, two small matmuls
+    (a separable box filter; ~10x faster on a CPU than pooling layers, measured at 32 x 32, P = 9)."""
+    _, h, w = values.shape
+    rows = band(h, size, dtype=values.dtype, device=values.device)
+    cols = rows if w == h else band(w, size, dtype=values.dtype, device=values.device)
+    return torch.matmul(torch.matmul(rows, values), cols)
 
 
 @dataclass(frozen=True)
@@ -165,14 +172,15 @@ class LocalScore:
         run_max = run_sum = run_vec = None
         for c0 in range(0, self.n, rows):
             a = a_all[c0:c0 + rows]  # (c, C, H, W)
-            diff = imgs[:, None] - decay * a[None]  # (B, c, C, H, W)
-            sq = diff.square_().sum(dim=2)  # (B, c, H, W)
+            sq = torch.sub(imgs[:, None], a[None], alpha=decay).square_()  # (B, c, C, H, W)
+            sq = sq[:, :, 0] if c_ch == 1 else sq.sum(dim=2)  # (B, c, H, W)
             logits = box_sum(sq.reshape(-1, h, w), p).reshape(sq.shape).mul_(-0.5 / dt)
             chunk_max = logits.amax(dim=1).to(torch.float64)  # (B, H, W)
             new_max = chunk_max if run_max is None else torch.maximum(run_max, chunk_max)
             weights = logits.sub_(new_max.to(logits.dtype)[:, None]).clamp_min_(EXP_FLOOR).exp_()
             sums = weights.sum(dim=1, dtype=torch.float64)
-            vec = (weights[:, :, None] * a[None]).sum(dim=1, dtype=torch.float64)  # (B, C, H, W)
+            # the chunk's weighted sum in the working dtype, accumulated across chunks in float64
+            vec = (weights[:, :, None] * a[None]).sum(dim=1).to(torch.float64)  # (B, C, H, W)
             if run_max is None:
                 run_sum, run_vec = sums, vec
             else:
