@@ -41,7 +41,7 @@ subset of them (without replacement, seeded) when that is too many for the machi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch.nn import functional as F
@@ -292,6 +292,12 @@ class EquivariantLocalScore:
                      norm=float(sq.max().sqrt()), centres=centres, centres32=centres.to(torch.float32))
         self._banks[size] = made
         return made
+
+    def with_patch(self, patch: PatchSchedule | int) -> EquivariantLocalScore:
+        """The same machine (same bank, shared with this one) with another P(t)."""
+        twin = replace(self, patch=patch)
+        object.__setattr__(twin, "_banks", self._banks)
+        return twin
 
     def uses_float32(self, queries: torch.Tensor, t: float, size: int) -> bool:
         """Whether the product of these query patches ``(N, C P^2)`` with the bank runs in float32."""
