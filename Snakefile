@@ -27,6 +27,7 @@ include: "workflow/rules/classifier.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/regimes.smk"
 include: "workflow/rules/gaussian_mixture.smk"
+include: "workflow/rules/ideal_models.smk"
 
 
 rule all:
@@ -43,3 +44,4 @@ wildcard_constraints:
     sampler="|".join(REGIMES_SAMPLERS),
     law_n=r"[0-9]+",
     side=r"[0-9]+",
+    network=r"[a-z]+",

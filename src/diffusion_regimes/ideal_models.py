@@ -31,6 +31,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -374,6 +375,75 @@ def compare_ideal_models(
                              summary=pd.DataFrame(summary), bank_study=pd.DataFrame(bank_rows), grid=grid)
 
 
+# ---------------------------------------------------------------------------- from files to files
+OUTPUTS = ("summary", "per_sample", "trajectory", "calibration", "bank_study", "grid")
+"""The files of one dataset's comparison (results/ideal_models/{dataset}/): five tables and the grid."""
+
+TABLE_COLUMNS = ("dataset", "n", "network", "model", "n_noises", "r2_median", "r2_low", "r2_high", "t_s_fit",
+                 "t_s_fit_low", "t_s_fit_high", "memorised_fraction", "p_min", "p_max", "bank_size",
+                 "sampler_steps", "checkpoint_step")
+"""Columns of results/tables/ideal_models.csv.  ``t_s_fit``: the fitted speciation time of the model where
+a cloning sweep measured it (empty otherwise)."""
+
+
+def run_comparison(*, subset_path: str | Path, checkpoints: Mapping[str, str | Path], spec: IdealModelsSpec,
+                   seed: int, device: torch.device, outputs: Mapping[str, str | Path],
+                   progress: bool = True, log: Callable[[str], None] = lambda message: None) -> pd.DataFrame:
+    """Load a prepared subset and the networks' checkpoints, run :func:`compare_ideal_models`, and write
+    :data:`OUTPUTS` (tables with provenance sidecars, the grid as a torch file).  Returns the summary."""
+    from diffusion_regimes.checkpoints import load_checkpoint, load_denoiser
+    from diffusion_regimes.cli.common import load_subset
+    from diffusion_regimes.config import to_dict
+    from diffusion_regimes.provenance import save_torch, write_table
+    from diffusion_regimes.score import NoisePredictorScore
+
+    missing = [key for key in OUTPUTS if key not in outputs]
+    if missing:
+        raise ConfigError(f"ideal_models: no output path for {missing}")
+    subset = load_subset(subset_path)
+    shape = tuple(subset.images.shape[1:])
+    networks, steps = {}, {}
+    for name in spec.networks:
+        if name not in checkpoints:
+            raise ConfigError(f"ideal_models.networks lists {name!r} but no checkpoint was given for it")
+        model = load_denoiser(checkpoints[name], device=device)
+        steps[name] = int(load_checkpoint(checkpoints[name])["step"])
+        networks[name] = NoisePredictorScore(model, image_shape=shape, device=device)
+    job_seed = derived_seed(seed, "ideal-models", subset.dataset)
+    result = compare_ideal_models(training=subset.images.to(device), networks=networks, spec=spec,
+                                  seed=job_seed, progress=progress, log=log)
+    record = {"ideal_models": to_dict(spec), "dataset": subset.dataset, "n": subset.n,
+              "checkpoints": {k: str(v) for k, v in checkpoints.items()}, "checkpoint_steps": steps}
+    summary = result.summary.copy()
+    summary.insert(0, "n", subset.n)
+    summary.insert(0, "dataset", subset.dataset)
+    summary["checkpoint_step"] = summary["network"].map(steps)
+    for key, frame in (("summary", summary), ("per_sample", result.per_sample),
+                       ("trajectory", result.trajectory), ("calibration", result.calibration),
+                       ("bank_study", result.bank_study)):
+        write_table(frame, outputs[key], config=record, seed=job_seed)
+    save_torch({"grid": result.grid, "channel_means": subset.channel_means}, outputs["grid"], config=record,
+               seed=job_seed)
+    return summary
+
+
+def ideal_models_table(summaries: Sequence[str | Path],
+                       sweeps: Mapping[tuple[str, str], str | Path] | None = None) -> pd.DataFrame:
+    """results/tables/ideal_models.csv from the per-dataset summaries (and, where given, the t_S fits of
+    cloning sweeps keyed by (dataset, model))."""
+    import json
+
+    frame = pd.concat([pd.read_csv(path) for path in summaries], ignore_index=True)
+    for col in ("t_s_fit", "t_s_fit_low", "t_s_fit_high"):
+        frame[col] = math.nan
+    for (dataset, model), path in (sweeps or {}).items():
+        fit = json.loads(Path(path).read_text())
+        where = (frame["dataset"] == dataset) & (frame["model"] == model)
+        for col in ("t_s_fit", "t_s_fit_low", "t_s_fit_high"):
+            frame.loc[where, col] = fit[col]
+    return frame[list(TABLE_COLUMNS)].sort_values(["dataset", "network", "model"]).reset_index(drop=True)
+
+
 __all__ = [
     "MACHINES",
     "IdealModelsResult",
@@ -381,6 +451,8 @@ __all__ = [
     "Trajectories",
     "calibrate_patch",
     "compare_ideal_models",
+    "ideal_models_table",
+    "run_comparison",
     "denoise",
     "median_interval",
     "ode_trajectories",
