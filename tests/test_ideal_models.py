@@ -73,3 +73,60 @@ def test_a_network_that_is_the_exact_score_is_followed_by_exact_and_by_whole_ima
     assert len(exact_traj) == spec.sampler_steps and (exact_traj["r2_median"] > 1 - 1e-9).all()
     assert sorted(result.bank_study["bank_size"]) == [20, 12 * 36]
     assert result.grid["exact"].shape == (2, 1, 6, 6) and not math.isnan(summary.loc["els", "r2_low"])
+
+
+def test_stage_end_to_end_through_the_cli(tmp_path) -> None:
+    # files to files: a tiny prepared subset and two untrained tiny networks in the trainer's checkpoint
+    # format, through ideal-models-compare, -figure and -table (the rule file's three commands)
+    import json
+
+    import pandas as pd
+
+    from diffusion_regimes.cli import main
+    from diffusion_regimes.config import to_dict
+    from diffusion_regimes.data import PreparedSubset
+    from diffusion_regimes.ideal_models import TABLE_COLUMNS
+    from diffusion_regimes.provenance import save_torch
+    from diffusion_regimes.unet import UNet, UNetSpec
+
+    gen = torch.Generator().manual_seed(3)
+    images = 0.3 * torch.randn(10, 1, 8, 8, generator=gen)
+    PreparedSubset(images=images - images.mean(), labels=torch.arange(10) % 2, classes=("a", "b"),
+                   channel_means=torch.tensor([0.2], dtype=torch.float64), dataset="toy",
+                   indices=tuple(range(10))).save(tmp_path / "subset.pt")
+    checkpoints = []
+    for preset in ("tiny", "local"):
+        torch.manual_seed(0)
+        config = UNetSpec(preset=preset, base_channels=8, channel_mult=(1, 2), num_res_blocks=1, groups=4,
+                          zero_init=False).resolve(in_channels=1, image_size=8)
+        model = UNet(config)
+        save_torch({"step": 7, "model": model.state_dict(), "ema": None,
+                    "config": {"unet": to_dict(config)}}, tmp_path / f"{preset}.pt")
+        checkpoints += ["--checkpoint", f"{preset}={tmp_path / f'{preset}.pt'}"]
+    spec = json.dumps({"networks": ["tiny", "local"], "reference": "tiny", "n_noises": 4,
+                       "sampler_steps": 3, "patch_sizes": [1, 3], "calibration_noises": 2,
+                       "calibration_times": 2,
+                       "els_bank_size": 50, "bank_sizes": [20], "bank_study_noises": 2, "grid_noises": 2,
+                       "n_boot": 20})
+    out = {name: tmp_path / f"{name}.csv" for name in ("summary", "per-sample", "trajectory", "calibration",
+                                                        "bank-study")}
+    args = ["ideal-models-compare", "--spec", spec, "--subset", str(tmp_path / "subset.pt"), *checkpoints,
+            "--grid", str(tmp_path / "grid.pt"), "--threads", "1", "--device", "cpu"]
+    for name, path in out.items():
+        args += [f"--{name}", str(path)]
+    assert main(args) == 0
+    summary = pd.read_csv(out["summary"])
+    # per network: the other network, exact, ls, els, and itself
+    assert sorted(summary["model"]) == sorted(["exact", "ls", "els", "unet_tiny", "unet_local"] * 2)
+    assert (summary["checkpoint_step"] == 7).all() and (summary["n_noises"] == 4).all()
+    assert summary["r2_median"].notna().all()
+    assert (tmp_path / "summary.csv.provenance.json").is_file()
+    assert main(["ideal-models-figure", "--spec", spec, "--dataset", "toy",
+                 "--per-sample", str(out["per-sample"]),
+                 "--trajectory", str(out["trajectory"]), "--calibration", str(out["calibration"]),
+                 "--grid", str(tmp_path / "grid.pt"), "--figure", str(tmp_path / "fig.pdf")]) == 0
+    assert (tmp_path / "fig.pdf").stat().st_size > 0 and (tmp_path / "fig.png").stat().st_size > 0
+    assert main(["ideal-models-table", "--summaries", str(out["summary"]),
+                 "--out", str(tmp_path / "t.csv")]) == 0
+    table = pd.read_csv(tmp_path / "t.csv")
+    assert list(table.columns) == list(TABLE_COLUMNS) and len(table) == 10
