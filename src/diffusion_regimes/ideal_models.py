@@ -355,13 +355,18 @@ def compare_ideal_models(
         ref = runs[NETWORK_PREFIX + ref_name]
         sched = schedules[(ref_name, "els")]
         few = noises[: spec.bank_study_noises]
+        main_run = machine_runs[("els", sched.sizes, sched.times)]
         for m in sorted(set(spec.bank_sizes) | {els_probe.bank_patches}):
-            run = ode_trajectories(machine("els", sched, bank=m), few, integrator=integrator,
-                                   desc=f"ODE els bank {m}")
-            r2 = r_squared(ref.samples[: few.shape[0]], run.samples)
+            if m == els_probe.bank_patches:  # the same bank (same size, same seed): its first trajectories
+                samples, seconds = main_run.samples[: few.shape[0]], math.nan
+            else:
+                run = ode_trajectories(machine("els", sched, bank=m), few, integrator=integrator,
+                                       progress=progress, desc=f"ODE els bank {m}")
+                samples, seconds = run.samples, run.seconds
+            r2 = r_squared(ref.samples[: few.shape[0]], samples)
             med, lo, hi = median_interval(r2, n_boot=spec.n_boot, generator=boot)
             bank_rows.append({"network": ref_name, "bank_size": m, "n_noises": int(r2.numel()),
-                              "r2_median": med, "r2_low": lo, "r2_high": hi, "seconds": run.seconds})
+                              "r2_median": med, "r2_low": lo, "r2_high": hi, "seconds": seconds})
             log(f"ELS bank {m}: median r2 {med:.3f} [{lo:.3f}, {hi:.3f}] on {few.shape[0]} noises")
 
     grid = {model: run.samples[: spec.grid_noises].to(torch.float32) for model, run in runs.items()}
