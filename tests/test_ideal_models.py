@@ -130,3 +130,17 @@ def test_stage_end_to_end_through_the_cli(tmp_path) -> None:
                  "--out", str(tmp_path / "t.csv")]) == 0
     table = pd.read_csv(tmp_path / "t.csv")
     assert list(table.columns) == list(TABLE_COLUMNS) and len(table) == 10
+
+
+def test_overlay_validates_and_default_leaves_the_stage_off(repo) -> None:
+    from diffusion_regimes.config import build, deep_merge, load_yaml, validate
+
+    schema = repo / "workflow" / "schemas" / "config.schema.yaml"
+    default = load_yaml(repo / "config" / "config.yaml")
+    validate(default, schema)
+    assert build(IdealModelsSpec, default["ideal_models"], where="ideal_models").datasets == ()
+    overlay = load_yaml(repo / "config" / "ideal_models.yaml")
+    merged = deep_merge(load_yaml(repo / "config" / "config.yaml"), overlay)
+    validate(merged, schema)
+    spec = build(IdealModelsSpec, merged["ideal_models"], where="ideal_models")
+    assert spec.datasets == ("mnist",) and spec.n_noises >= 100 and set(spec.networks) == {"digits", "local"}
