@@ -45,3 +45,4 @@ wildcard_constraints:
     law_n=r"[0-9]+",
     side=r"[0-9]+",
     network=r"[a-z]+",
+    machine=r"ls|els",

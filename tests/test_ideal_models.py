@@ -126,10 +126,30 @@ def test_stage_end_to_end_through_the_cli(tmp_path) -> None:
                  "--trajectory", str(out["trajectory"]), "--calibration", str(out["calibration"]),
                  "--grid", str(tmp_path / "grid.pt"), "--figure", str(tmp_path / "fig.pdf")]) == 0
     assert (tmp_path / "fig.pdf").stat().st_size > 0 and (tmp_path / "fig.png").stat().st_size > 0
+    # the machines' cloning sweep (regimes stage protocol) at the calibrated P(t), then the table with it
+    common = ["--seed", "0", "--device", "cpu", "--threads", "1"]
+    clf_spec = json.dumps({"epochs": 1, "min_accuracy": 0.0, "batch_size": 4})
+    assert main(["classifier-train", "--spec", clf_spec, *common, "--subset", str(tmp_path / "subset.pt"), "--out", str(tmp_path / "clf.pt")]) == 0
+    regimes = json.dumps({"branch_uniform": 3, "branch_dense": 0, "n_boot": 20, "chunk_pairs": 2,
+                          "entropy_times": 3, "n_prime": 20, "strip_times": 2})
+    assert main(["regimes-entropy", "--spec", regimes, *common, "--subset", str(tmp_path / "subset.pt"),
+                 "--n", "10", "--out", str(tmp_path / "entropy.csv")]) == 0
+    (tmp_path / "spectrum.json").write_text(json.dumps({"lambda_first_channel": 4.0}))
+    sweep_spec = json.dumps({**json.loads(spec), "regimes_pairs": 3, "regimes_steps": 8})
+    assert main(["ideal-models-regimes", "--spec", sweep_spec, "--regimes-spec", regimes, *common,
+                 "--model", "ls", "--subset", str(tmp_path / "subset.pt"),
+                 "--calibration", str(out["calibration"]), "--classifier", str(tmp_path / "clf.pt"),
+                 "--spectrum", str(tmp_path / "spectrum.json"), "--entropy", str(tmp_path / "entropy.csv"),
+                 "--summary", str(tmp_path / "ls.json"), "--branches", str(tmp_path / "ls.csv")]) == 0
+    sweep = json.loads((tmp_path / "ls.json").read_text())
+    assert sweep["model"] == "ls" and sweep["pairs"] == 3 and 0.0 <= sweep["memorised_fraction"] <= 1.0
     assert main(["ideal-models-table", "--summaries", str(out["summary"]),
-                 "--out", str(tmp_path / "t.csv")]) == 0
+                 "--sweeps", str(tmp_path / "ls.json"), "--out", str(tmp_path / "t.csv")]) == 0
     table = pd.read_csv(tmp_path / "t.csv")
     assert list(table.columns) == list(TABLE_COLUMNS) and len(table) == 10
+    ls_rows = table[table["model"] == "ls"]
+    assert (ls_rows["memorised_fraction_ddpm"] == sweep["memorised_fraction"]).all()
+    assert table.loc[table["model"] == "exact", "memorised_fraction_ddpm"].isna().all()
 
 
 def test_overlay_validates_and_default_leaves_the_stage_off(repo) -> None:

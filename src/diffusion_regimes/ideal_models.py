@@ -75,6 +75,10 @@ class IdealModelsSpec:
     grid_noises: int = 8  # noises shown in the figure's sample grid
     n_boot: int = 1000  # bootstrap resamples of each median
     max_chunk_bytes: int = 64 * 2**20
+    # cloning sweeps of the machines (the regimes stage's protocol on the DDPM sampler; 0 pairs = off)
+    regimes_models: tuple[str, ...] = ("ls", "els")
+    regimes_pairs: int = 0
+    regimes_steps: int = 50
 
     def __post_init__(self) -> None:
         if self.n_noises < 2 or self.calibration_noises < 1 or self.sampler_steps < 2:
@@ -385,10 +389,11 @@ OUTPUTS = ("summary", "per_sample", "trajectory", "calibration", "bank_study", "
 """The files of one dataset's comparison (results/ideal_models/{dataset}/): five tables and the grid."""
 
 TABLE_COLUMNS = ("dataset", "n", "network", "model", "n_noises", "r2_median", "r2_low", "r2_high", "t_s_fit",
-                 "t_s_fit_low", "t_s_fit_high", "memorised_fraction", "p_min", "p_max", "bank_size",
-                 "sampler_steps", "checkpoint_step")
-"""Columns of results/tables/ideal_models.csv.  ``t_s_fit``: the fitted speciation time of the model where
-a cloning sweep measured it (empty otherwise)."""
+                 "t_s_fit_low", "t_s_fit_high", "memorised_fraction", "memorised_fraction_ddpm", "p_min",
+                 "p_max", "bank_size", "sampler_steps", "checkpoint_step")
+"""Columns of results/tables/ideal_models.csv.  ``memorised_fraction``: of the ODE samples;
+``t_s_fit`` and ``memorised_fraction_ddpm``: from the machine's cloning sweep (DDPM sampler) where one ran
+(empty otherwise; the exact score's and the UNet's are in results/tables/regimes.csv)."""
 
 
 def run_comparison(*, subset_path: str | Path, checkpoints: Mapping[str, str | Path], spec: IdealModelsSpec,
@@ -432,21 +437,77 @@ def run_comparison(*, subset_path: str | Path, checkpoints: Mapping[str, str | P
     return summary
 
 
-def ideal_models_table(summaries: Sequence[str | Path],
-                       sweeps: Mapping[tuple[str, str], str | Path] | None = None) -> pd.DataFrame:
-    """results/tables/ideal_models.csv from the per-dataset summaries (and, where given, the t_S fits of
-    cloning sweeps keyed by (dataset, model))."""
+def ideal_models_table(summaries: Sequence[str | Path], sweeps: Sequence[str | Path] = ()) -> pd.DataFrame:
+    """results/tables/ideal_models.csv from the per-dataset summaries and, where given, the summaries of the
+    machines' cloning sweeps (:func:`machine_regimes`: t_S fit and the memorised fraction of DDPM samples)."""
     import json
 
     frame = pd.concat([pd.read_csv(path) for path in summaries], ignore_index=True)
     for col in ("t_s_fit", "t_s_fit_low", "t_s_fit_high"):
         frame[col] = math.nan
-    for (dataset, model), path in (sweeps or {}).items():
+    frame["memorised_fraction_ddpm"] = math.nan
+    for path in sweeps or ():
         fit = json.loads(Path(path).read_text())
-        where = (frame["dataset"] == dataset) & (frame["model"] == model)
+        where = (frame["dataset"] == fit["dataset"]) & (frame["model"] == fit["model"])
         for col in ("t_s_fit", "t_s_fit_low", "t_s_fit_high"):
             frame.loc[where, col] = fit[col]
+        frame.loc[where, "memorised_fraction_ddpm"] = fit["memorised_fraction"]
     return frame[list(TABLE_COLUMNS)].sort_values(["dataset", "network", "model"]).reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------- regimes of the machines
+def calibrated_schedule(calibration: pd.DataFrame, *, network: str, model: str) -> PatchSchedule:
+    """The P(t) chosen for ``model`` (ls or els) against ``network`` in a calibration table."""
+    rows = calibration[(calibration["network"] == network) & (calibration["model"] == model)
+                       & calibration["chosen"].astype(bool)].sort_values("t")
+    if rows.empty:
+        raise ConfigError(f"the calibration table has no chosen P(t) of {model!r} against {network!r}")
+    return PatchSchedule(times=tuple(rows["t"]), sizes=tuple(int(p) for p in rows["P"]))
+
+
+def machine_regimes(*, subset_path: str | Path, calibration_path: str | Path, classifier_path: str | Path,
+                    spectrum_path: str | Path, entropy_path: str | Path, model: str, spec: IdealModelsSpec,
+                    regimes_spec, seed: int, device: torch.device, summary_path: str | Path,
+                    branches_path: str | Path, chunk_dir: str | Path | None = None,
+                    progress: bool = True) -> dict:
+    """The cloning sweep of the regimes stage (:func:`regimes.cloning_experiment`: DDPM sampler, phi(t),
+    t_S fit, phi_C, t̂_C, memorised fraction) run with LS or ELS (``model``) at the P(t) calibrated against
+    ``spec.reference``, on the whole subset; writes its summary (JSON) and branch table (CSV)."""
+    import json
+
+    from diffusion_regimes.classifier import load_classifier, probabilities
+    from diffusion_regimes.cli.common import load_subset
+    from diffusion_regimes.config import to_dict
+    from diffusion_regimes.provenance import write_json, write_table
+    from diffusion_regimes.regimes import cloning_experiment
+
+    if model not in ("ls", "els"):
+        raise ConfigError(f"ideal_models.regimes_models: {model!r} is not valid; choose ls or els")
+    subset = load_subset(subset_path)
+    sched = calibrated_schedule(pd.read_csv(calibration_path), network=spec.reference, model=model)
+    data = subset.images.to(device=device, dtype=torch.float64)
+    bank_seed = derived_seed(derived_seed(seed, "ideal-models", subset.dataset), "ideal-bank")
+    score = (LocalScore(data, patch=sched, max_chunk_bytes=spec.max_chunk_bytes) if model == "ls" else
+             EquivariantLocalScore(data, patch=sched, bank_size=spec.els_bank_size, seed=bank_seed,
+                                   max_chunk_bytes=spec.max_chunk_bytes))
+    classifier, record = load_classifier(classifier_path, device=device)
+    lam = float(json.loads(Path(spectrum_path).read_text())["lambda_first_channel"])
+    t_s_theory = 0.5 * math.log(lam)
+    t_c_entropy = float(pd.read_csv(entropy_path)["t_c_entropy"].iloc[0])
+    times = regimes_spec.branch_times(t_speciation=t_s_theory, t_collapse=t_c_entropy,
+                                      schedule=DDPMSchedule())
+    sweep_seed = derived_seed(seed, "ideal-models-regimes", subset.dataset)
+    result = cloning_experiment(score=score, training=data, labeller=lambda x: probabilities(classifier, x),
+                                spec=regimes_spec, n_pairs=spec.regimes_pairs, steps=spec.regimes_steps,
+                                times=times, seed=sweep_seed, variance="large", chunk_dir=chunk_dir,
+                                progress=progress)
+    summary = {**result.summary(), "model": model, "dataset": subset.dataset, "n": subset.n,
+               "t_s_theory": t_s_theory, "t_c_entropy": t_c_entropy, "p_sizes": list(sched.sizes),
+               "p_times": list(sched.times), "classifier_accuracy": record["held_out_accuracy"]}
+    config = {"ideal_models": to_dict(spec), "model": model, "dataset": subset.dataset}
+    write_table(result.branch_table(), branches_path, config=config, seed=sweep_seed)
+    write_json(summary_path, summary, config=config, seed=sweep_seed)
+    return summary
 
 
 __all__ = [
@@ -455,7 +516,9 @@ __all__ = [
     "IdealModelsSpec",
     "Trajectories",
     "calibrate_patch",
+    "calibrated_schedule",
     "compare_ideal_models",
+    "machine_regimes",
     "ideal_models_table",
     "run_comparison",
     "denoise",

@@ -53,7 +53,7 @@ JOB_KEYS: dict[str, tuple[str, tuple[str, ...]]] = {
                                              "law")),
     "gm_figures": ("gaussian_mixture", ("mu_tilde", "sigma", "speciation.engine", "speciation.level",
                                         "potential_offsets")),
-    "ideal_models_compare": ("ideal_models", ("*", "-datasets", "-train_steps")),
+    "ideal_models_compare": ("ideal_models", ("*", "-datasets", "-train_steps", "-regimes_models")),
     "ideal_models_figure": ("ideal_models", ("reference",)),
 }
 

@@ -106,9 +106,51 @@ rule ideal_models_figure:
         " --calibration {input.calibration} --grid {input.grid} --figure {output.figure} 2> {log}"
 
 
+rule ideal_models_regimes:
+    input:
+        subset="results/data/{dataset}/subset.pt",
+        calibration="results/ideal_models/{dataset}/calibration.csv",
+        classifier="results/classifier/{dataset}/classifier.pt",
+        spectrum="results/spectra/{dataset}.json",
+        entropy=lambda wc: f"results/regimes/{wc.dataset}/n{subset_n(wc.dataset)}/entropy.csv",
+    output:
+        summary="results/ideal_models/{dataset}/regimes_{machine}/summary.json",
+        branches="results/ideal_models/{dataset}/regimes_{machine}/branches.csv",
+        sidecars=[
+            provenance(f"results/ideal_models/{{dataset}}/regimes_{{machine}}/{name}")
+            for name in ("summary.json", "branches.csv")
+        ],
+    params:
+        spec=params_of("ideal_models_compare"),
+        regimes=params_of("regimes_clone"),
+        seed=config["seed"],
+        device=config["device"],
+        chunk_dir=lambda wc: f"results/ideal_models/{wc.dataset}/regimes_{wc.machine}/chunks",
+    log:
+        "results/logs/ideal_models/{dataset}_regimes_{machine}.log",
+    threads: rule_threads("ideal_models_compare")
+    resources:
+        **rule_resources("ideal_models_compare"),
+    shell:
+        "$DIFFUSION_REGIMES ideal-models-regimes --spec {params.spec:q} --regimes-spec {params.regimes:q}"
+        " --seed {params.seed} --device {params.device} --threads {threads} --model {wildcards.machine}"
+        " --subset {input.subset} --calibration {input.calibration} --classifier {input.classifier}"
+        " --spectrum {input.spectrum} --entropy {input.entropy} --summary {output.summary}"
+        " --branches {output.branches} --chunk-dir {params.chunk_dir} 2> {log}"
+
+
+def ideal_sweeps(wildcards=None):
+    """The machines' cloning sweeps (when `ideal_models.regimes_pairs` > 0)."""
+    if IDEAL["regimes_pairs"] < 1:
+        return []
+    return expand("results/ideal_models/{dataset}/regimes_{machine}/summary.json", dataset=ideal_datasets(),
+                  machine=IDEAL["regimes_models"])
+
+
 rule ideal_models_table:
     input:
         summaries=expand("results/ideal_models/{dataset}/summary.csv", dataset=ideal_datasets()),
+        sweeps=ideal_sweeps,
     output:
         table="results/tables/ideal_models.csv",
         sidecar=provenance("results/tables/ideal_models.csv"),
@@ -121,7 +163,7 @@ rule ideal_models_table:
         **rule_resources("ideal_models_table"),
     shell:
         "$DIFFUSION_REGIMES ideal-models-table --seed {params.seed} --summaries {input.summaries}"
-        " --out {output.table} 2> {log}"
+        " --sweeps {input.sweeps} --out {output.table} 2> {log}"
 
 
 if ideal_datasets():

@@ -2,6 +2,7 @@
 
 ``ideal-models-compare``  same-noise ODE samples of the networks, the exact score, LS and ELS on one subset
 ``ideal-models-figure``   sample grid, r^2 distributions, denoiser r^2 along the trajectory, P(t)
+``ideal-models-regimes``  cloning sweep (phi, t_S fit, phi_C, memorised fraction) of LS or ELS at its P(t)
 ``ideal-models-table``    results/tables/ideal_models.csv from every dataset's summary
 (The stage's networks are trained by ``train-ddpm``, cli/train.py.)
 """
@@ -69,12 +70,31 @@ def _figure(args: argparse.Namespace) -> None:
                 seed=args.seed)
 
 
+def _regimes(args: argparse.Namespace) -> None:
+    from diffusion_regimes.ideal_models import IdealModelsSpec, machine_regimes
+    from diffusion_regimes.regimes import RegimesSpec
+
+    set_threads(args.threads)
+    spec = from_json(IdealModelsSpec, args.spec, where="ideal_models")
+    regimes_spec = from_json(RegimesSpec, args.regimes_spec, where="regimes")
+    ensure_writable(args.summary, args.branches)
+    summary = machine_regimes(subset_path=args.subset, calibration_path=args.calibration,
+                              classifier_path=args.classifier, spectrum_path=args.spectrum,
+                              entropy_path=args.entropy, model=args.model, spec=spec,
+                              regimes_spec=regimes_spec, seed=args.seed, device=resolve_device(args.device),
+                              summary_path=args.summary, branches_path=args.branches,
+                              chunk_dir=args.chunk_dir)
+    job_summary().update(model=args.model, t_S_fit=summary["t_s_fit"], t_C_fit=summary["t_c_phi_c_fit"],
+                         memorised_fraction=summary["memorised_fraction"])
+
+
 def _table(args: argparse.Namespace) -> None:
     from diffusion_regimes.ideal_models import ideal_models_table
     from diffusion_regimes.provenance import write_table
 
-    frame = ideal_models_table(args.summaries)
-    write_table(frame, args.out, config={"summaries": [str(p) for p in args.summaries]}, seed=args.seed)
+    frame = ideal_models_table(args.summaries, sweeps=args.sweeps)
+    write_table(frame, args.out, config={"summaries": [str(p) for p in args.summaries],
+                                         "sweeps": [str(p) for p in args.sweeps]}, seed=args.seed)
     job_summary().update(rows=len(frame))
 
 
@@ -99,8 +119,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--figure", required=True, type=Path, help=".pdf (a .png is written beside it)")
     p.set_defaults(func=_figure)
 
+    p = sub.add_parser("ideal-models-regimes", help="cloning sweep of LS or ELS at its calibrated P(t)")
+    add_spec_arguments(p)
+    p.add_argument("--regimes-spec", required=True, help="JSON of the regimes stage's sweep keys")
+    p.add_argument("--model", required=True, choices=("ls", "els"))
+    for name in ("subset", "calibration", "classifier", "spectrum", "entropy"):
+        p.add_argument(f"--{name}", required=True, type=Path)
+    p.add_argument("--summary", required=True, type=Path, help="summary (.json)")
+    p.add_argument("--branches", required=True, type=Path, help="phi per branch time (.csv)")
+    p.add_argument("--chunk-dir", type=Path, default=None, help="resumable chunks of pairs")
+    p.set_defaults(func=_regimes, gpu_capable=True)
+
     p = sub.add_parser("ideal-models-table", help="gather results/tables/ideal_models.csv")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--summaries", nargs="+", required=True, type=Path)
+    p.add_argument("--sweeps", nargs="*", default=[], type=Path, help="summaries of ideal-models-regimes")
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=_table)
