@@ -129,7 +129,8 @@ def test_stage_end_to_end_through_the_cli(tmp_path) -> None:
     # the machines' cloning sweep (regimes stage protocol) at the calibrated P(t), then the table with it
     common = ["--seed", "0", "--device", "cpu", "--threads", "1"]
     clf_spec = json.dumps({"epochs": 1, "min_accuracy": 0.0, "batch_size": 4})
-    assert main(["classifier-train", "--spec", clf_spec, *common, "--subset", str(tmp_path / "subset.pt"), "--out", str(tmp_path / "clf.pt")]) == 0
+    assert main(["classifier-train", "--spec", clf_spec, *common, "--subset", str(tmp_path / "subset.pt"),
+                 "--out", str(tmp_path / "clf.pt")]) == 0
     regimes = json.dumps({"branch_uniform": 3, "branch_dense": 0, "n_boot": 20, "chunk_pairs": 2,
                           "entropy_times": 3, "n_prime": 20, "strip_times": 2})
     assert main(["regimes-entropy", "--spec", regimes, *common, "--subset", str(tmp_path / "subset.pt"),
