@@ -128,9 +128,9 @@ rule ideal_models_regimes:
         chunk_dir=lambda wc: f"results/ideal_models/{wc.dataset}/regimes_{wc.machine}/chunks",
     log:
         "results/logs/ideal_models/{dataset}_regimes_{machine}.log",
-    threads: rule_threads("ideal_models_compare")
+    threads: rule_threads("ideal_models_regimes")
     resources:
-        **rule_resources("ideal_models_compare"),
+        **rule_resources("ideal_models_regimes"),
     shell:
         "$DIFFUSION_REGIMES ideal-models-regimes --spec {params.spec:q} --regimes-spec {params.regimes:q}"
         " --seed {params.seed} --device {params.device} --threads {threads} --model {wildcards.machine}"
