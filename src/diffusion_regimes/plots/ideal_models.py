@@ -66,7 +66,13 @@ def ideal_models_figure(*, grid: Mapping[str, torch.Tensor], channel_means: torc
             patch.set_facecolor(_colour(m))
             patch.set_alpha(0.5)
         ax_box.set_yticks(range(1, len(models) + 1), [_label(m) for m in models], fontsize=8)
-        ax_box.set_xlabel(f"pixelwise $r^2$ of the sample vs UNet {network}")
+        lowest = min(float(np.min(v)) for v in data)
+        if lowest < -1.0:  # a few samples far off would squeeze the boxes; their count goes in the label
+            ax_box.set_xlim(-1.0, 1.02)
+            off = sum(int((v < -1.0).sum()) for v in data)
+            ax_box.set_xlabel(f"pixelwise $r^2$ of the sample vs UNet {network} ({off} below -1 not shown)")
+        else:
+            ax_box.set_xlabel(f"pixelwise $r^2$ of the sample vs UNet {network}")
         ax_box.set_title(f"against UNet {network} ({mine['noise'].nunique()} noises)", fontsize=9)
         tr = trajectory[trajectory["network"] == network]
         for m in models:
