@@ -107,21 +107,39 @@ def test_els_matches_a_direct_loop(p: int) -> None:
         assert torch.allclose(els.denoise(x, t), _loop_els(data, x, t, p), atol=1e-10)
 
 
-def test_els_subsampled_bank_is_the_loop_over_the_kept_patches() -> None:
-    data, x, t, p = _images(3, 1, 4, 4, seed=9), _images(1, 1, 4, 4, seed=10), 0.4, 3
-    els = EquivariantLocalScore(data, patch=p, bank_size=11, seed=3, precision="float64")
-    assert els.bank_patches == 11
-    kept = els._positions.tolist()
+def test_els_subsampled_bank_is_the_weighted_loop_over_the_kept_patches() -> None:
+    # images with a blank (background) region, so that both strata are populated
+    data, x, t, p = _images(3, 1, 6, 6, seed=9), _images(1, 1, 6, 6, seed=10), 0.4, 3
+    data[:, :, :, :3] = data.min()
+    els = EquivariantLocalScore(data, patch=p, bank_size=20, seed=3, precision="float64")
+    bank_p = els.bank(p)
+    assert els.bank_patches == 20 and bank_p.positions.numel() == 20
+    blank = els.blank(p)
+    kept_blank = blank[bank_p.positions]
+    # BLANK_SHARE of the bank is blank; each kept patch stands for N_s / m_s: the weights count every patch
+    assert int(kept_blank.sum()) == 2
+    assert torch.exp(bank_p.log_weights).sum().item() == pytest.approx(3 * 36)
+    assert torch.exp(bank_p.log_weights[kept_blank]).sum().item() == pytest.approx(int(blank.sum()))
     decay, dt = math.exp(-t), float(delta_t(t))
-    where = [(k // 16, (k % 16) // 4, k % 4) for k in kept]  # (image, row, column) of every kept patch
+    where = [(k // 36, (k % 36) // 6, k % 6) for k in bank_p.positions.tolist()]  # (image, row, column)
     bank = [(_window(data[m], i, j, p), data[m, :, i, j]) for m, i, j in where]
-    want = torch.zeros(1, 1, 4, 4, dtype=torch.float64)
-    for i in range(4):
-        for j in range(4):
+    want = torch.zeros(1, 1, 6, 6, dtype=torch.float64)
+    for i in range(6):
+        for j in range(6):
             q = _window(x[0], i, j, p)
-            wts = torch.softmax(torch.stack([-((q - decay * a) ** 2).sum() / (2 * dt) for a, _ in bank]), 0)
+            logits = torch.stack([-((q - decay * a) ** 2).sum() / (2 * dt) for a, _ in bank])
+            wts = torch.softmax(logits + bank_p.log_weights, 0)
             want[0, :, i, j] = (wts[:, None] * torch.stack([c for _, c in bank])).sum(0)
     assert torch.allclose(els.denoise(x, t), want, atol=1e-10)
+
+
+def test_blank_patches_are_all_background_inside_the_image() -> None:
+    data = torch.zeros(1, 1, 5, 5, dtype=torch.float64) - 0.1
+    data[0, 0, 0, 0] = 0.9  # one stroke pixel in the corner
+    els = EquivariantLocalScore(data, patch=3)
+    blank = els.blank(3).reshape(5, 5)
+    # windows touching (0, 0) are not blank; every other window (padding included) is
+    assert not blank[:2, :2].any() and blank[2:, :].all() and blank[:, 2:].all()
 
 
 def test_els_is_translation_equivariant_away_from_the_border() -> None:

@@ -49,8 +49,12 @@ from torch.nn import functional as F
 from diffusion_regimes.errors import ConfigError
 from diffusion_regimes.online_softmax import EXP_FLOOR, float32_logit_error, online_softmax
 from diffusion_regimes.schedule import delta_t
+from diffusion_regimes.seeds import derived_seed
 
 __all__ = ["EquivariantLocalScore", "LocalScore", "PatchSchedule", "box_sum", "full_patch"]
+
+BLANK_SHARE = 0.1
+"""Share of a subsampled ELS bank given to blank (all-background) patches (:class:`EquivariantLocalScore`)."""
 
 LOCAL_PRECISIONS = ("mixed", "float64")
 """``mixed``: float32 chunk arithmetic (ELS: where its error bound allows), float64 accumulation;
@@ -215,6 +219,8 @@ class _Bank:
     norm: float
     centres: torch.Tensor
     centres32: torch.Tensor
+    positions: torch.Tensor | None = None  # (m,) flat (image, row, column) index of each patch; None = all
+    log_weights: torch.Tensor | None = None  # (m,) float64 log of the patches each one stands for
 
 
 @dataclass(frozen=True)
@@ -222,8 +228,13 @@ class EquivariantLocalScore:
     """The equivariant local score machine (ELS; module docstring).
 
     ``data``: training images ``(n, C, H, W)``; ``patch``: P(t) or a constant odd side; ``bank_size``: how
-    many of the ``n H W`` (image, location) patches form the bank (``None``: all of them), drawn once without
-    replacement with ``seed`` and shared by every P.  The patch bank of each P is built on first use and kept.
+    many of the ``n H W`` (image, location) patches form the bank (``None``: all of them).  A subsampled bank
+    is drawn per P without replacement (seeded by ``seed`` and P) in two strata: *blank* patches (every
+    pixel inside the image at the data's background, the per-channel minimum: most of an MNIST image) get
+    :data:`BLANK_SHARE` of the bank and the others the rest; each kept patch stands for the N_s / m_s patches
+    of its stratum s, a log-weight added to its logit, so the sums over the bank estimate the sums over all
+    n H W patches without bias (uniform draws would spend ~3/4 of the bank on identical background patches).
+    The patch bank of each P is built on first use and kept.
     ``x`` of any shape ``(B, ...)`` with ``prod(...) = C H W``; the score has the shape and dtype of ``x``.
     Query patches run in blocks of ``query_rows`` (pixels x images) against bank chunks whose logit block
     stays below ``max_chunk_bytes``.
@@ -246,16 +257,42 @@ class EquivariantLocalScore:
         object.__setattr__(self, "patch", _schedule(self.patch))
         object.__setattr__(self, "data", self.data.to(torch.float64))
         n, _, h, w = self.data.shape
+        if self.bank_size is not None and self.bank_size < 1:
+            raise ConfigError(f"ELS bank_size must be >= 1 (or null for all {n * h * w} patches), "
+                              f"got {self.bank_size}")
+
+    def blank(self, size: int) -> torch.Tensor:
+        """``(n H W,)`` bool: the patches of side ``size`` whose in-image pixels all equal the background
+        (the per-channel minimum of the data); the zero padding is the same in every image."""
+        background = self.data.amin(dim=(0, 2, 3)).reshape(1, -1, 1, 1)
+        off = (self.data - background).abs().amax(dim=1, keepdim=True)  # (n, 1, H, W)
+        pad = size // 2
+        # zero padding: positions outside the image never count as "not background"
+        spread = F.max_pool2d(F.pad(off, (pad, pad, pad, pad)), size, stride=1)
+        return (spread == 0).reshape(-1)
+
+    def _draw(self, size: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Positions and log-weights of the bank of side ``size`` (``(None, None)``: every patch)."""
+        n, _, h, w = self.data.shape
         total = n * h * w
         if self.bank_size is None or self.bank_size >= total:
-            positions = None
-        elif self.bank_size < 1:
-            raise ConfigError(f"ELS bank_size must be >= 1 (or null for all {total} patches), "
-                              f"got {self.bank_size}")
-        else:
-            gen = torch.Generator().manual_seed(int(self.seed))
-            positions = torch.randperm(total, generator=gen)[: int(self.bank_size)].sort().values
-        object.__setattr__(self, "_positions", positions)
+            return None, None
+        m = int(self.bank_size)
+        gen = torch.Generator().manual_seed(derived_seed(int(self.seed), "els-bank", size))
+        blank = self.blank(size).cpu()
+        strata = [blank.nonzero().squeeze(1), (~blank).nonzero().squeeze(1)]
+        n_blank, n_rest = (int(s.numel()) for s in strata)
+        m_blank = min(n_blank, max(1 if n_blank else 0, round(BLANK_SHARE * m)))
+        m_rest = min(n_rest, m - m_blank)
+        m_blank = min(n_blank, m - m_rest)  # a small non-blank stratum leaves its share to the blank one
+        picks, logw = [], []
+        for stratum, count in zip(strata, (m_blank, m_rest), strict=True):
+            if count:
+                picks.append(stratum[torch.randperm(stratum.numel(), generator=gen)[:count]])
+                logw.append(torch.full((count,), math.log(stratum.numel() / count), dtype=torch.float64))
+        positions, log_weights = torch.cat(picks), torch.cat(logw)
+        order = positions.argsort()
+        return positions[order], log_weights[order]
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -265,7 +302,7 @@ class EquivariantLocalScore:
     def bank_patches(self) -> int:
         """Patches in the bank, m."""
         n, _, h, w = self.data.shape
-        return n * h * w if self._positions is None else int(self._positions.numel())
+        return n * h * w if self.bank_size is None else min(int(self.bank_size), n * h * w)
 
     def bank(self, size: int) -> _Bank:
         """The patch bank of side ``size`` (built on first use)."""
@@ -273,23 +310,26 @@ class EquivariantLocalScore:
             return self._banks[size]
         n, _, h, w = self.data.shape
         hw = h * w
+        positions, log_weights = self._draw(size)
         pieces = []
         per_image = hw * self.data.shape[1] * size * size * 8
         step = max(1, (256 * 2**20) // per_image)
         for i0 in range(0, n, step):
             patches = unfold_patches(self.data[i0:i0 + step], size)
             patches = patches.reshape(-1, self.data.shape[1] * size * size)
-            if self._positions is not None:
+            if positions is not None:
                 lo, hi = i0 * hw, min(n, i0 + step) * hw
-                keep = self._positions[(self._positions >= lo) & (self._positions < hi)] - lo
-                patches = patches[keep]
+                keep = positions[(positions >= lo) & (positions < hi)] - lo
+                patches = patches[keep.to(patches.device)]
             pieces.append(patches)
         patches = torch.cat(pieces).contiguous()
         centre = (size // 2) * size + size // 2
         centres = patches[:, centre::size * size].contiguous()  # (m, C): the centre pixel of every channel
         sq = (patches * patches).sum(dim=1)
         made = _Bank(patches=patches, patches32=patches.to(torch.float32), sq_norms=sq,
-                     norm=float(sq.max().sqrt()), centres=centres, centres32=centres.to(torch.float32))
+                     norm=float(sq.max().sqrt()), centres=centres, centres32=centres.to(torch.float32),
+                     positions=positions,
+                     log_weights=None if log_weights is None else log_weights.to(patches.device))
         self._banks[size] = made
         return made
 
@@ -318,6 +358,8 @@ class EquivariantLocalScore:
         queries = unfold_patches(imgs, p).reshape(b * h * w, c_ch * p * p)
         decay, dt = math.exp(-t), float(delta_t(t))
         bias = -(decay * decay) * bank.sq_norms / (2.0 * dt)
+        if bank.log_weights is not None:  # each kept patch stands for N_s / m_s of its stratum
+            bias = bias + bank.log_weights
         fast = self.uses_float32(queries, t, p)
         means = []
         for q in queries.split(self.query_rows):
