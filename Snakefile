@@ -29,6 +29,7 @@ include: "workflow/rules/regimes.smk"
 include: "workflow/rules/gaussian_mixture.smk"
 include: "workflow/rules/speciation.smk"
 include: "workflow/rules/memorisation.smk"
+include: "workflow/rules/ideal_models.smk"
 
 
 rule all:
@@ -45,3 +46,5 @@ wildcard_constraints:
     sampler="|".join(REGIMES_SAMPLERS),
     law_n=r"[0-9]+",
     side=r"[0-9]+",
+    network=r"[a-z]+",
+    machine=r"ls|els",

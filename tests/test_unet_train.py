@@ -111,6 +111,16 @@ def test_digits_preset_size_and_attention_resolution():
     assert sizes == [(8, 8)] * 6
 
 
+def test_local_preset_has_no_normalisation_or_attention():
+    from diffusion_regimes.unet import Attention
+
+    model = UNet(preset("local", in_channels=1, image_size=32)).eval()
+    kinds = {type(m) for m in model.modules()}
+    assert torch.nn.GroupNorm not in kinds and Attention not in kinds
+    # digits' layout without its 6 attention layers and GroupNorms: 989 217 - 103 968 parameters
+    assert count_parameters(model) == 885_249
+
+
 def test_spec_overrides_preset():
     cfg = UNetSpec(preset="tiny", dropout=0.3, base_channels=16).resolve(in_channels=3, image_size=8)
     assert (cfg.dropout, cfg.base_channels, cfg.in_channels, cfg.channel_mult) == (0.3, 16, 3, (1, 2))

@@ -13,6 +13,7 @@ from diffusion_regimes.benchmarks import baseline, empirical_score
 from diffusion_regimes.benchmarks import gaussian_mixture as gm_bench
 from diffusion_regimes.benchmarks import isolation as _isolation
 from diffusion_regimes.benchmarks import speciation as _speciation
+from diffusion_regimes.benchmarks import local_score as _local
 from diffusion_regimes.benchmarks import spectrum as _spectrum
 from diffusion_regimes.benchmarks import unet as _unet
 
@@ -32,6 +33,7 @@ BENCHMARKS: dict[str, tuple[Callable[[argparse.Namespace], None], str]] = {
     "speciation": (_speciation.run, "Gaussian-class t_S predictor, 45 Fashion-MNIST pairs, vs matmul"),
     "isolation": (_isolation.run, "LSUN-sized WebP export: decoding in limited child processes vs "
                                   "in-process"),
+    "local": (_local.run, "local score machines LS / ELS: image evaluations/s vs the matmul rate"),
 }
 
 

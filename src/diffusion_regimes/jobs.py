@@ -63,6 +63,8 @@ JOB_KEYS: dict[str, tuple[str, tuple[str, ...]]] = {
     "speciation_groups": ("speciation", ("measure", "predictor", "four_class")),
     "speciation_table": ("speciation", ("measure.n_boot",)),
     "speciation_figures": ("speciation", ()),
+    "ideal_models_compare": ("ideal_models", ("*", "-datasets", "-train_steps", "-regimes_models")),
+    "ideal_models_figure": ("ideal_models", ("reference",)),
 }
 
 

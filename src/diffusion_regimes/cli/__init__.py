@@ -16,6 +16,7 @@ from pathlib import Path
 
 from diffusion_regimes.cli import classifier, gaussian_mixture, memorisation, protocol, regimes, speciation
 from diffusion_regimes.cli import data as _data
+from diffusion_regimes.cli import ideal_models as _ideal_models
 from diffusion_regimes.cli import train as _train
 from diffusion_regimes.cli.common import JOB_SUMMARY
 from diffusion_regimes.errors import PipelineError
@@ -32,6 +33,7 @@ COMMAND_GROUPS: tuple[Register, ...] = (
     protocol.register,
     speciation.register,
     memorisation.register,
+    _ideal_models.register,
 )
 
 
