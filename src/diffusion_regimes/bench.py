@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from diffusion_regimes.benchmarks import baseline, empirical_score
 from diffusion_regimes.benchmarks import gaussian_mixture as gm_bench
 from diffusion_regimes.benchmarks import isolation as _isolation
-from diffusion_regimes.benchmarks import speciation as _speciation
 from diffusion_regimes.benchmarks import local_score as _local
+from diffusion_regimes.benchmarks import speciation as _speciation
 from diffusion_regimes.benchmarks import spectrum as _spectrum
 from diffusion_regimes.benchmarks import unet as _unet
 
