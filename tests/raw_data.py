@@ -122,10 +122,11 @@ def write_paper_raw_data(root: Path, *, per_class: int = 100, lsun_per_class: in
     write_resnet18_weights(resources / "resnet18-f37072fd.pth")
 
 
-def write_resnet18_weights(path: Path, *, seed: int = 0) -> None:
-    """A stand-in for torchvision's ``resnet18-f37072fd.pth``: a state dict with its 122 keys and shapes
-    (written out by hand: torchvision is not a dependency), He-initialised convolutions and unit BatchNorm
-    statistics, so that the pretrained-classifier path runs exactly as with the real file."""
+def resnet18_state(*, seed: int = 0, random_statistics: bool = False) -> dict:
+    """A state dict with the 122 keys and shapes of torchvision's ``resnet18()`` (written out by hand:
+    torchvision is not a dependency): He-initialised convolutions; BatchNorm affine parameters and running
+    statistics at their identity values, or random (``random_statistics``: every tensor distinct, for tests
+    that check which tensor went where)."""
     import torch
 
     gen = torch.Generator().manual_seed(seed)
@@ -136,9 +137,16 @@ def write_resnet18_weights(path: Path, *, seed: int = 0) -> None:
         state[f"{name}.weight"] = torch.randn(c_out, c_in, k, k, generator=gen) * scale
 
     def bn(name: str, c: int) -> None:
-        state.update({f"{name}.weight": torch.ones(c), f"{name}.bias": torch.zeros(c),
-                      f"{name}.running_mean": torch.zeros(c), f"{name}.running_var": torch.ones(c),
-                      f"{name}.num_batches_tracked": torch.tensor(0)})
+        if random_statistics:
+            state.update({f"{name}.weight": torch.rand(c, generator=gen) + 0.5,
+                          f"{name}.bias": torch.randn(c, generator=gen),
+                          f"{name}.running_mean": torch.randn(c, generator=gen),
+                          f"{name}.running_var": torch.rand(c, generator=gen) + 0.5,
+                          f"{name}.num_batches_tracked": torch.tensor(7)})
+        else:
+            state.update({f"{name}.weight": torch.ones(c), f"{name}.bias": torch.zeros(c),
+                          f"{name}.running_mean": torch.zeros(c), f"{name}.running_var": torch.ones(c),
+                          f"{name}.num_batches_tracked": torch.tensor(0)})
 
     conv("conv1", 64, 3, 7)
     bn("bn1", 64)
@@ -156,7 +164,15 @@ def write_resnet18_weights(path: Path, *, seed: int = 0) -> None:
                 bn(f"{prefix}.downsample.1", c)
         width = c
     state["fc.weight"] = torch.randn(1000, 512, generator=gen) * 512 ** -0.5
-    state["fc.bias"] = torch.zeros(1000)
-    assert len(state) == 122
+    state["fc.bias"] = torch.randn(1000, generator=gen) if random_statistics else torch.zeros(1000)
+    assert len(state) == 122  # torchvision's resnet18().state_dict() has 122 entries
+    return state
+
+
+def write_resnet18_weights(path: Path, *, seed: int = 0) -> None:
+    """A stand-in for torchvision's ``resnet18-f37072fd.pth`` (``resnet18_state``), so that the
+    pretrained-classifier path runs exactly as with the real file."""
+    import torch
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, path)
+    torch.save(resnet18_state(seed=seed), path)

@@ -17,6 +17,8 @@ from diffusion_regimes.classifier import (
 )
 from diffusion_regimes.errors import ConfigError, DataError
 
+from .raw_data import resnet18_state
+
 
 def _planted(n=160, seed=0):
     # class 1 has a bright 4x4 square in the corner, class 0 in the opposite corner, plus noise
@@ -65,40 +67,8 @@ def test_resnet18_shapes_and_size():
 
 
 def _torchvision_resnet18_state(seed=0):
-    """A randomly initialised state dict with the keys and shapes of torchvision's ``resnet18()``, written
-    out by hand (torchvision is not a dependency): 62 parameters and 60 BatchNorm buffers."""
-    gen = torch.Generator().manual_seed(seed)
-    state = {}
-
-    def conv(name, c_out, c_in, k):
-        state[f"{name}.weight"] = torch.randn(c_out, c_in, k, k, generator=gen)
-
-    def bn(name, c):
-        state[f"{name}.weight"] = torch.rand(c, generator=gen) + 0.5
-        state[f"{name}.bias"] = torch.randn(c, generator=gen)
-        state[f"{name}.running_mean"] = torch.randn(c, generator=gen)
-        state[f"{name}.running_var"] = torch.rand(c, generator=gen) + 0.5
-        state[f"{name}.num_batches_tracked"] = torch.tensor(7)
-
-    conv("conv1", 64, 3, 7)
-    bn("bn1", 64)
-    width = 64
-    for layer, (c, stride) in enumerate(((64, 1), (128, 2), (256, 2), (512, 2)), start=1):
-        for block in (0, 1):
-            c_in = width if block == 0 else c
-            prefix = f"layer{layer}.{block}"
-            conv(f"{prefix}.conv1", c, c_in, 3)
-            bn(f"{prefix}.bn1", c)
-            conv(f"{prefix}.conv2", c, c, 3)
-            bn(f"{prefix}.bn2", c)
-            if block == 0 and (stride != 1 or c_in != c):
-                conv(f"{prefix}.downsample.0", c, c_in, 1)
-                bn(f"{prefix}.downsample.1", c)
-        width = c
-    state["fc.weight"] = torch.randn(1000, 512, generator=gen)
-    state["fc.bias"] = torch.randn(1000, generator=gen)
-    assert len(state) == 122  # torchvision's resnet18().state_dict() has 122 entries
-    return state
+    """torchvision ``resnet18()``'s keys and shapes, every tensor random (62 parameters, 60 buffers)."""
+    return resnet18_state(seed=seed, random_statistics=True)
 
 
 def test_torchvision_resnet18_state_dict_loads(tmp_path):
