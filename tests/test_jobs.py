@@ -11,6 +11,7 @@ from diffusion_regimes.classifier import ClassifierSpec
 from diffusion_regimes.config import load_yaml, validate
 from diffusion_regimes.errors import ConfigError
 from diffusion_regimes.gaussian_mixture import GaussianMixtureConfig
+from diffusion_regimes.ideal_models import IdealModelsSpec
 from diffusion_regimes.jobs import JOB_KEYS, job_spec, job_view
 from diffusion_regimes.memorisation import MemorisationSpec
 from diffusion_regimes.regimes import RegimesSpec
@@ -22,7 +23,7 @@ from diffusion_regimes.unet import UNetSpec
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = {"spectra": SpectraOptions, "classifier": ClassifierSpec, "train": TrainConfig, "unet": UNetSpec,
             "regimes": RegimesSpec, "gaussian_mixture": GaussianMixtureConfig, "speciation": SpeciationSpec,
-            "memorisation": MemorisationSpec}
+            "memorisation": MemorisationSpec, "ideal_models": IdealModelsSpec}
 
 
 def _field_type(cls, name):

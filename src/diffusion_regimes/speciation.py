@@ -735,9 +735,10 @@ class MeasureConfig:
         """The cloning machinery's settings (:class:`regimes.RegimesSpec`) for these sweeps."""
         from diffusion_regimes.regimes import RegimesSpec
 
-        # t̂_C is not read here (nearest_check_every = steps keeps only its end point)
+        # t̂_C is not read here: nearest_check_every counts DDPM steps, and 1000 (the schedule's T) keeps
+        # only the checks at k = 1000 and 0, which every respaced grid has
         return RegimesSpec(chunk_pairs=self.chunk_pairs, n_boot=self.n_boot, strip_times=2,
-                           max_chunk_bytes=self.max_chunk_bytes, nearest_check_every=self.steps)
+                           max_chunk_bytes=self.max_chunk_bytes, nearest_check_every=1000)
 
 
 MEASURED_COLUMNS = ("source", "class_a", "class_b", "n", "pairs", "t_s_crossing", "t_s_crossing_low",

@@ -318,3 +318,29 @@ def memorisation_series(dataset):
 
 def memorisation_all_series(wildcards=None):
     return [path for dataset in MEMORISATION.datasets for path in memorisation_series(dataset)]
+
+
+# --- the ideal-models stage (workflow/rules/ideal_models.smk) ---------------------------------------------
+IDEAL = config["ideal_models"]
+IDEAL_FILES = ("summary.csv", "per_sample.csv", "trajectory.csv", "calibration.csv", "bank_study.csv")
+
+
+def ideal_datasets():
+    """Subsets of `ideal_models.datasets` that this run covers (run_datasets may drop some)."""
+    return [name for name in IDEAL["datasets"] if name in config.get("datasets", {})]
+
+
+def ideal_train_spec(wildcards):
+    """The train stage's view with the stage's own length (`ideal_models.train_steps`)."""
+    view = json.loads(params_of("train_ddpm"))
+    if IDEAL["train_steps"] is not None:
+        view["steps"] = IDEAL["train_steps"]
+    return json.dumps(view, sort_keys=True)
+
+
+def ideal_sweeps(wildcards=None):
+    """The machines' cloning sweeps (when `ideal_models.regimes_pairs` > 0)."""
+    if IDEAL["regimes_pairs"] < 1:
+        return []
+    return expand("results/ideal_models/{dataset}/regimes_{machine}/summary.json", dataset=ideal_datasets(),
+                  machine=IDEAL["regimes_models"])

@@ -1,27 +1,10 @@
-# Ideal-models stage: which ideal model does a trained UNet follow (docs/science.md section 7)?  One name
+# Ideal-models stage: which ideal model does a trained UNet follow (docs/science.md section 10)?  One name
 # throughout: this file, config `ideal_models:`, the commands `ideal-models-*` (cli/ideal_models.py), the
 # package modules ideal_models.py (the experiment) and local_score.py (the LS / ELS machines), the folder
 # results/ideal_models/ and results/tables/ideal_models.csv.  Off unless `ideal_models.datasets` names a subset
 # (config/ideal_models.yaml).  The stage trains its own networks (the presets of `ideal_models.networks`, the
 # `train` recipe, `ideal_models.train_steps` steps when set) so that the default architecture and the local one
-# are compared at the same training length.
-
-IDEAL = config["ideal_models"]
-IDEAL_FILES = ("summary.csv", "per_sample.csv", "trajectory.csv", "calibration.csv", "bank_study.csv")
-
-
-def ideal_datasets():
-    """Subsets of `ideal_models.datasets` that this run covers (run_datasets may drop some)."""
-    return [name for name in IDEAL["datasets"] if name in config.get("datasets", {})]
-
-
-def ideal_train_spec(wildcards):
-    """The train stage's view with the stage's own length (`ideal_models.train_steps`)."""
-    view = json.loads(params_of("train_ddpm"))
-    if IDEAL["train_steps"] is not None:
-        view["steps"] = IDEAL["train_steps"]
-    return json.dumps(view, sort_keys=True)
-
+# are compared at the same training length.  Its helpers (IDEAL, ideal_datasets, ...) are in common.smk.
 
 rule ideal_models_train:
     input:
@@ -137,14 +120,6 @@ rule ideal_models_regimes:
         " --subset {input.subset} --calibration {input.calibration} --classifier {input.classifier}"
         " --spectrum {input.spectrum} --entropy {input.entropy} --summary {output.summary}"
         " --branches {output.branches} --chunk-dir {params.chunk_dir} 2> {log}"
-
-
-def ideal_sweeps(wildcards=None):
-    """The machines' cloning sweeps (when `ideal_models.regimes_pairs` > 0)."""
-    if IDEAL["regimes_pairs"] < 1:
-        return []
-    return expand("results/ideal_models/{dataset}/regimes_{machine}/summary.json", dataset=ideal_datasets(),
-                  machine=IDEAL["regimes_models"])
 
 
 rule ideal_models_table:

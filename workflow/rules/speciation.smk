@@ -77,9 +77,9 @@ rule speciation_measure_subset:
         dataset="|".join(SPECIATION["datasets"]) or "^$",
     log:
         "results/logs/speciation_measure_{dataset}.log",
-    threads: rule_threads("speciation_measure")
+    threads: rule_threads("speciation_measure_subset")
     resources:
-        **rule_resources("speciation_measure"),
+        **rule_resources("speciation_measure_subset"),
     shell:
         "$DIFFUSION_REGIMES speciation-measure --spec {params.spec:q} --seed {params.seed} --threads {threads}"
         " --subset {input.subset} --source {wildcards.dataset} --chunk-dir {params.chunks}"
@@ -105,9 +105,9 @@ rule speciation_measure_fashion:
         pair="|".join(SPECIATION_PAIRS) or "^$",
     log:
         "results/logs/speciation_measure_{pair}.log",
-    threads: rule_threads("speciation_measure")
+    threads: rule_threads("speciation_measure_fashion")
     resources:
-        **rule_resources("speciation_measure"),
+        **rule_resources("speciation_measure_fashion"),
     shell:
         "$DIFFUSION_REGIMES speciation-measure --spec {params.spec:q} --seed {params.seed} --threads {threads}"
         " --fashion {input.raw} --pair {params.classes} --chunk-dir {params.chunks}"
@@ -173,9 +173,9 @@ rule speciation_gm_figure:
         seed=config["seed"],
     log:
         "results/logs/speciation_gm_figure.log",
-    threads: rule_threads("speciation_figures")
+    threads: rule_threads("speciation_gm_figure")
     resources:
-        **rule_resources("speciation_figures"),
+        **rule_resources("speciation_gm_figure"),
     shell:
         "$DIFFUSION_REGIMES speciation-figures --spec {params.spec:q} --seed {params.seed}"
         " --curves {input.curves} --times {input.times} --slopes {input.slopes} --out-gm {output.pdf} 2> {log}"
@@ -193,9 +193,9 @@ rule speciation_groups_figure:
         seed=config["seed"],
     log:
         "results/logs/speciation_groups_figure.log",
-    threads: rule_threads("speciation_figures")
+    threads: rule_threads("speciation_groups_figure")
     resources:
-        **rule_resources("speciation_figures"),
+        **rule_resources("speciation_groups_figure"),
     shell:
         "$DIFFUSION_REGIMES speciation-figures --spec {params.spec:q} --seed {params.seed}"
         " --groups {input.curves} --out-groups {output.pdf} 2> {log}"
