@@ -76,6 +76,9 @@ if config["run_datasets"] is not None:
     config["regimes"]["law_datasets"] = [name for name in config["regimes"]["law_datasets"] if name in keep]
     if config["train"].get("datasets") is not None:
         config["train"]["datasets"] = [name for name in config["train"]["datasets"] if name in keep]
+    for section in ("speciation", "memorisation"):
+        if config.get(section, {}).get("datasets"):
+            config[section]["datasets"] = [name for name in config[section]["datasets"] if name in keep]
 
 # The interpreter running Snakemake also runs the package CLI (the same environment everywhere).  Shells
 # call it as $DIFFUSION_REGIMES: which interpreter runs a job is environment, not a job parameter, so it is
