@@ -311,7 +311,7 @@ def chi2_from_normal(k: int, z: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class RadialEulerMaruyama:
+class RadialEulerMaruyama(EulerMaruyama):
     """Euler-Maruyama for a score ``F(x) = -x g(|x|^2)`` in k dimensions, on the radius alone.
 
     The state ``(r, 0)`` (B, 2) stands for any ``x`` with ``|x| = r`` (the law is rotation invariant).  The
@@ -321,16 +321,11 @@ class RadialEulerMaruyama:
     noise column).  The same update as :class:`sampler.EulerMaruyama`, projected exactly.
     """
 
-    times: torch.Tensor
-    dim: int
+    dim: int  # the grid ``times`` and ``n_steps`` are EulerMaruyama's
 
     @classmethod
-    def uniform(cls, *, t_max: float, n_steps: int, dim: int) -> RadialEulerMaruyama:
+    def uniform(cls, *, t_max: float, n_steps: int, dim: int) -> RadialEulerMaruyama:  # type: ignore[override]
         return cls(EulerMaruyama.uniform(t_max=t_max, n_steps=n_steps).times, dim)
-
-    @property
-    def n_steps(self) -> int:
-        return int(self.times.numel()) - 1
 
     def step(self, x: torch.Tensor, i: int, score: Score, noise: torch.Tensor) -> torch.Tensor:
         t = float(self.times[i])
