@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from diffusion_regimes.measures import PHI_SPECIATION_LEVEL
 from diffusion_regimes.plots import new_figure
 
 _FAMILY_LABELS = {
@@ -60,7 +61,7 @@ def gm_figure(curves: pd.DataFrame, times: pd.DataFrame, slopes: pd.DataFrame):
             label=_FAMILY_LABELS.get(family, family),
         )
         bx.plot(part["t"], part["phi_theory"], color=color, lw=1.0)
-    bx.axhline(0.775, color="0.3", ls="--", lw=0.9)
+    bx.axhline(PHI_SPECIATION_LEVEL, color="0.3", ls="--", lw=0.9)
     bx.set_xlabel("$t$")
     bx.set_ylabel("$\\phi(t)$ (same class / same group)")
     bx.set_title(f"cloning curves at $d = {int(d_big)}$ (lines: closed form)", fontsize=10)
@@ -87,7 +88,7 @@ def groups_figure(curves: pd.DataFrame):
         )
         ax.plot(curves["t"], curves[f"pred_{name}"], color=f"C{i}", lw=1.1)
     ax.plot([], [], color="0.3", lw=1.1, label="Gaussian-class prediction")
-    ax.axhline(0.775, color="0.3", ls="--", lw=0.9)
+    ax.axhline(PHI_SPECIATION_LEVEL, color="0.3", ls="--", lw=0.9)
     ax.set_xlabel("branch time $t$")
     ax.set_ylabel("fraction of clone pairs")
     ax.set_title(f"four-class Fashion-MNIST subset ({int(curves['pairs'].iloc[0])} pairs)", fontsize=10)
