@@ -15,6 +15,7 @@ from diffusion_regimes.sampler import EulerMaruyama, clone_sweep
 from diffusion_regimes.score import GaussianMixtureScore
 from diffusion_regimes.speciation import (
     GaussianClasses,
+    GMConfig,
     PredictorConfig,
     RadialMixtureScore,
     chi2_from_normal,
@@ -22,7 +23,11 @@ from diffusion_regimes.speciation import (
     equal_mean_cloning,
     equal_mean_sweep,
     equal_mean_t_speciation,
+    equal_mean_uturns,
     fit_slope,
+    gaussian_classes_uturns,
+    gm_experiment,
+    mean_separated_model,
     nested_sweep,
     pair_predictions,
     predicted_curve,
@@ -190,6 +195,42 @@ def test_nested_mixture_has_two_speciation_times():
     # theory: 1/2 log(d mu^2) up to the O(0.05) finite-size offset of the crossing
     assert abs(t_group - 0.5 * math.log(256)) < 0.25
     assert abs(t_class - 0.5 * math.log(256 * 0.35**2)) < 0.25
+
+
+def test_uturns_return_to_the_class_with_the_cloning_probability():
+    # Exact score: a U-turn from class c at time t ends in c with probability p(c | x_t), so the return
+    # curve is E_c E_{x_t|c} p(c | x_t) = E_{x_t} sum_c p(c | x_t)^2 = phi(t), the cloning curve in closed
+    # form.  Mean-separated mixture (1-D reduction, |m|^2 = d) and equal-mean classes (radial engine).
+    branch = (0.2, 0.6, 1.0, 1.4, 1.8, 2.2, 2.6)
+    gen = torch.Generator().manual_seed(13)
+    begun, ends, times = gaussian_classes_uturns(mean_separated_model(64), starts=3000, branch=branch,
+                                                 t_max=4.0, n_steps=800, generator=gen)
+    assert np.allclose(times, branch)
+    back = (begun == ends).to(torch.float64).mean(dim=1).numpy()
+    # binomial SE <= 0.5 / sqrt(3000) = 0.009 per point, Euler bias O(eta) = O(0.005): 4 SE
+    assert np.max(np.abs(back - theory.cloning_probability(times, d=64))) < 0.04
+    assert back[0] > 0.99 and back[-1] < 0.8
+    back, times = equal_mean_uturns(k=64, variances=(1.5, 0.5), starts=3000, branch=branch, t_max=4.0,
+                                    n_steps=800, generator=torch.Generator().manual_seed(14))
+    ref = equal_mean_cloning(times, k=64, variances=(1.5, 0.5))
+    assert np.max(np.abs(back.mean(dim=1).numpy() - ref)) < 0.04
+
+
+def test_gm_experiment_measures_both_protocols_and_their_slopes():
+    cfg = GMConfig(dims=(64, 256), pairs=240, n_steps=200, branch_step=0.25, branch_max=4.0, n_boot=20,
+                   check_dim=0, uturn_starts=240)
+    result = gm_experiment(cfg, seed=0)
+    assert set(result.times.protocol) == {"cloning", "uturn"}
+    assert set(result.slopes.protocol) == {"cloning", "uturn"}
+    both = result.times.pivot_table(index=["family", "d"], columns="protocol", values="t_S")
+    ok = both.dropna()
+    # one closed-form curve, two independent measurements of 240 each: a crossing's SE is <= 0.1 here, so
+    # the difference of two has SE <= 0.14; 0.4 is ~3 SE for the largest of 10 differences
+    diff = (ok.cloning - ok.uturn).abs()
+    assert len(ok) >= 8 and float(diff.max()) < 0.4 and float(diff.mean()) < 0.15
+    none = gm_experiment(GMConfig(dims=(64, 256), pairs=40, n_steps=100, branch_step=0.5, branch_max=4.0,
+                                  n_boot=10, check_dim=0, uturn_starts=0), seed=0)
+    assert set(none.times.protocol) == {"cloning"}
 
 
 def test_fit_slope_recovers_a_planted_slope():

@@ -23,6 +23,7 @@ the cloning curve is ``phi(t) = E_{x_t}[sum_c p(c | x_t)^2]``.  This module hold
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -35,7 +36,14 @@ import torch
 from diffusion_regimes import theory
 from diffusion_regimes.errors import ConfigError, DataError
 from diffusion_regimes.measures import PHI_SPECIATION_LEVEL, bootstrap_weights, crossing_time
-from diffusion_regimes.sampler import EulerMaruyama, Score, clone_sweep
+from diffusion_regimes.sampler import (
+    EulerMaruyama,
+    Integrator,
+    Score,
+    clone_sweep,
+    reverse_step,
+    snap_to_grid,
+)
 from diffusion_regimes.schedule import delta_t
 from diffusion_regimes.seeds import derived_seed
 
@@ -408,6 +416,7 @@ class GMConfig:
     n_boot: int = 300
     check_dim: int = 256  # full-dimensional check of the radial and the 2-D reductions (0 = none)
     check_pairs: int = 500
+    uturn_starts: int = 1000  # U-turns per family, d and time (0 = cloning only)
 
     def __post_init__(self) -> None:
         if self.variances[0] == self.variances[1] or min(self.variances) <= 0:
@@ -415,6 +424,8 @@ class GMConfig:
                               "positive variances")
         if not 0 < self.subspace_fraction <= 1:
             raise ConfigError("speciation.gm.subspace_fraction must lie in (0, 1]")
+        if self.uturn_starts < 0:
+            raise ConfigError("speciation.gm.uturn_starts must be >= 0 (0 = no U-turns)")
         if not 0 < self.class_mu < self.group_mu:
             raise ConfigError("speciation.gm: need 0 < class_mu < group_mu (a small split inside large "
                               "groups)")
@@ -428,11 +439,16 @@ FAMILIES = ("equal_mean", "equal_mean_subspace", "mean_separated", "nested_group
 """Curves of the GM experiment: equal-mean isotropic, equal-mean on a subspace, the paper's mixture, and
 the nested mixture's group level and class level (same class among pairs in the same group)."""
 
-GM_CURVE_COLUMNS = ("family", "d", "k", "t", "phi", "stderr", "phi_theory", "pairs", "engine")
-GM_TIMES_COLUMNS = ("family", "d", "k", "t_S", "low", "high", "t_s_theory", "t_s_asymptotic", "pairs",
-                    "engine")
-GM_SLOPE_COLUMNS = ("family", "slope", "low", "high", "intercept", "slope_theory", "slope_expected",
-                    "dims")
+PROTOCOLS = ("cloning", "uturn")
+"""How a curve is measured: ``cloning`` (two continuations of one noised trunk state agree on the class)
+or ``uturn`` (a sample of a known class, noised exactly to t and run back to 0, returns to its class).
+With the exact score both give the same curve: ``E_c E_{x_t | c} p(c | x_t) = E_{x_t} sum_c p(c | x_t)^2``."""
+
+GM_CURVE_COLUMNS = ("family", "protocol", "d", "k", "t", "phi", "stderr", "phi_theory", "pairs", "engine")
+GM_TIMES_COLUMNS = ("family", "protocol", "d", "k", "t_S", "low", "high", "t_s_theory", "t_s_asymptotic",
+                    "pairs", "engine")
+GM_SLOPE_COLUMNS = ("family", "protocol", "slope", "low", "high", "intercept", "slope_theory",
+                    "slope_expected", "dims")
 
 
 def _agreement(classes_trunk: torch.Tensor, classes_clones: torch.Tensor) -> torch.Tensor:
@@ -444,6 +460,94 @@ def _sweep(score, integrator, x_start: torch.Tensor, branch: tuple[float, ...], 
     sweep = clone_sweep(x_start, integrator=integrator, score=score, branch_indices=idx, generator=generator)
     # clone_sweep orders clones by ascending grid index = descending time; return ascending time
     return sweep.trunk, sweep.clones.flip(0), np.asarray(sweep.branch_times)[::-1].copy()
+
+
+def uturn_sweep(draw, *, score: Score, integrator: Integrator, classify, branch: tuple[float, ...],
+                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """U-turns at every branch time: exact draws of the noised classes at t (``draw(t, generator)`` ->
+    states, classes), run back to t = 0 and classified.  Returns the start and end classes (B, M) and the
+    grid times (B,), ascending.
+
+    One staggered batch (as :func:`uturn.uturn`): the draws of the largest t start the integration and
+    those of each smaller t join it at their grid index, so every step is one score call on the batch.
+    """
+    indices = sorted(set(snap_to_grid(list(branch), integrator)))  # ascending index = descending t
+    states: list[torch.Tensor] = []
+    starts: list[torch.Tensor] = []
+
+    def join(i: int) -> None:
+        x, c = draw(float(integrator.times[i]), generator)
+        states.append(x)
+        starts.append(c)
+
+    join(indices[0])
+    state, joined = states[0], 1
+    for i in range(indices[0], integrator.n_steps):
+        while joined < len(indices) and indices[joined] == i:
+            join(i)
+            state = torch.cat([state, states[-1]])
+            joined += 1
+        state = reverse_step(state, i=i, integrator=integrator, score=score, generator=generator)
+    while joined < len(indices):  # a branch time on the grid's last index (t = 0) takes no step
+        join(indices[joined])
+        state = torch.cat([state, states[-1]])
+        joined += 1
+    m = starts[0].shape[0]
+    ends = classify(state).reshape(len(indices), m)
+    begun = torch.stack(starts)
+    times = np.asarray([float(integrator.times[i]) for i in indices])
+    return begun.flip(0), ends.flip(0), times[::-1].copy()
+
+
+def equal_mean_uturns(*, k: int, variances: tuple[float, float], starts: int, branch: tuple[float, ...],
+                      t_max: float, n_steps: int, generator: torch.Generator, engine: str = "reduced"):
+    """Returned-to-class indicator (B, M) of U-turns for the equal-mean classes in k dimensions, and the
+    times.  ``reduced``: ``|x_t|^2 = Gamma_c(t) chi^2_k`` exactly and the radial engine; ``full``: R^k."""
+    half = starts // 2
+    if engine == "reduced":
+        score = RadialMixtureScore(tuple(variances), k)
+        integrator: Integrator = RadialEulerMaruyama.uniform(t_max=t_max, n_steps=n_steps, dim=k)
+        classes = torch.cat([torch.zeros(half, dtype=torch.long), torch.ones(half, dtype=torch.long)])
+
+        def draw(t: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+            gam = torch.tensor([float(theory.gamma(t, sigma=math.sqrt(v))) for v in variances],
+                               dtype=torch.float64)
+            z = torch.randn(2 * half, dtype=torch.float64, generator=gen)
+            rho = gam[classes] * chi2_from_normal(k, z)
+            return torch.stack([rho.sqrt(), torch.zeros_like(rho)], dim=1), classes
+
+        classify = score.classify
+    else:
+        model = GaussianClasses.isotropic(torch.zeros(2, k), variances)
+        score, classify = model.score, model.classify
+        integrator = EulerMaruyama.uniform(t_max=t_max, n_steps=n_steps)
+
+        def draw(t: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+            return model.sample_pt(half, t=t, generator=gen)
+
+    begun, ends, times = uturn_sweep(draw, score=score, integrator=integrator, classify=classify,
+                                     branch=branch, generator=generator)
+    return (begun == ends).to(torch.float64), times
+
+
+def mean_separated_model(d: int) -> GaussianClasses:
+    """The paper's mixture ``N(+-m, I)`` with ``|m|^2 = d`` on its one informative axis (the other d - 1
+    coordinates are independent OU processes that never enter the class)."""
+    return GaussianClasses.isotropic(torch.tensor([[math.sqrt(d)], [-math.sqrt(d)]], dtype=torch.float64),
+                                     [1.0, 1.0])
+
+
+def gaussian_classes_uturns(model: GaussianClasses, *, starts: int, branch: tuple[float, ...], t_max: float,
+                            n_steps: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor,
+                                                                               np.ndarray]:
+    """Start and end classes (B, M) of U-turns in a :class:`GaussianClasses` mixture (balanced starts)."""
+    integrator = EulerMaruyama.uniform(t_max=t_max, n_steps=n_steps)
+
+    def draw(t: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return model.sample_pt(starts // model.k, t=t, generator=gen)
+
+    return uturn_sweep(draw, score=model.score, integrator=integrator, classify=model.classify,
+                       branch=branch, generator=generator)
 
 
 def equal_mean_sweep(*, k: int, variances: tuple[float, float], pairs: int, branch: tuple[float, ...],
@@ -522,9 +626,25 @@ def _asymptotic(family: str, *, d: int, k: int, cfg: GMConfig) -> float:
     return 0.5 * math.log(d * mu**2)
 
 
+@functools.lru_cache(maxsize=256)
 def _theory_crossing(family: str, *, d: int, k: int, cfg: GMConfig) -> float:
-    fine = np.linspace(0.01, cfg.t_max, 4000)
-    return crossing_time(fine, _theory_curve(family, fine, d=d, k=k, cfg=cfg), PHI_SPECIATION_LEVEL)
+    """The closed-form crossing: the last sign change of phi - 0.775 on a 400-point grid, then Brent's
+    root on the closed form (to 1e-10; cached, as cloning and U-turns of one family and d share it)."""
+    from scipy.optimize import brentq
+
+    def gap(t: float | np.ndarray) -> np.ndarray:
+        return np.asarray(_theory_curve(family, np.atleast_1d(np.asarray(t, dtype=np.float64)), d=d, k=k,
+                                        cfg=cfg)) - PHI_SPECIATION_LEVEL
+
+    grid = np.linspace(0.01, cfg.t_max, 400)
+    values = gap(grid)
+    changes = np.nonzero(np.sign(values[:-1]) * np.sign(values[1:]) <= 0)[0]
+    if changes.size == 0:
+        return float("nan")
+    j = int(changes[-1])
+    if values[j] == 0.0:
+        return float(grid[j])
+    return float(brentq(lambda t: float(gap(t)[0]), grid[j], grid[j + 1], xtol=1e-10))
 
 
 @dataclass(frozen=True)
@@ -535,7 +655,7 @@ class GMResult:
     replicates: dict[str, np.ndarray] = field(default_factory=dict)  # family -> (n_boot, D) crossings
 
 
-def _measured(family: str, agree: torch.Tensor, times: np.ndarray, *, n_boot: int, generator: torch.Generator,
+def _measured(agree: torch.Tensor, times: np.ndarray, *, n_boot: int, generator: torch.Generator,
               denominator: torch.Tensor | None = None):
     """phi (B,), its bootstrap SE, and the crossing with replicates; with ``denominator`` the curve is the
     ratio of the two means (same class among pairs in the same group), resampled jointly."""
@@ -550,6 +670,13 @@ def _measured(family: str, agree: torch.Tensor, times: np.ndarray, *, n_boot: in
     point = crossing_time(times, phi.numpy(), PHI_SPECIATION_LEVEL)
     reps = np.array([crossing_time(times, row, PHI_SPECIATION_LEVEL) for row in boot_np])
     return phi.numpy(), boot_np.std(axis=0, ddof=1), point, reps
+
+
+def _entry(k: int, agree: torch.Tensor, times: np.ndarray, *, cfg: GMConfig, generator: torch.Generator,
+           denominator: torch.Tensor | None = None) -> tuple:
+    """One measured curve of the GM experiment: (k, pairs or starts, times, phi, SE, crossing, replicates)."""
+    return (k, agree.shape[1], times, *_measured(agree, times, n_boot=cfg.n_boot, generator=generator,
+                                                 denominator=denominator))
 
 
 def fit_slope(log_d: np.ndarray, t_s: np.ndarray,
@@ -569,7 +696,8 @@ def gm_experiment(cfg: GMConfig, *, seed: int, progress: bool = False) -> GMResu
     """Every family at every d (reduced engines) plus the full-dimensional checks at ``check_dim``, the
     crossings with intervals, and the slopes of t_S against log d with bootstrap intervals (one run)."""
     branch = cfg.branch_times()
-    curves, rows, reps = [], [], {f: [] for f in FAMILIES}
+    curves, rows = [], []
+    reps: dict[tuple[str, str], list[np.ndarray]] = {}
     jobs = [(d, "reduced", cfg.pairs) for d in cfg.dims]
     if cfg.check_dim:
         jobs.append((cfg.check_dim, "full", cfg.check_pairs))
@@ -579,7 +707,7 @@ def gm_experiment(cfg: GMConfig, *, seed: int, progress: bool = False) -> GMResu
         jobs = bar(jobs, desc="GM speciation", unit="d")
     for d, engine, pairs in jobs:
         gen = torch.Generator().manual_seed(derived_seed(seed, "speciation-gm", d, engine, pairs))
-        measured: dict[str, tuple] = {}
+        measured: dict[tuple[str, str], tuple] = {}
         ks = {"equal_mean": d, "equal_mean_subspace": max(2, int(round(cfg.subspace_fraction * d)))}
         for family, k in ks.items():
             if engine == "full" and family == "equal_mean_subspace":
@@ -587,7 +715,7 @@ def gm_experiment(cfg: GMConfig, *, seed: int, progress: bool = False) -> GMResu
             agree, times = equal_mean_sweep(k=k, variances=cfg.variances, pairs=pairs, branch=branch,
                                             t_max=cfg.t_max, n_steps=cfg.n_steps, generator=gen,
                                             engine=engine)
-            measured[family] = (k, times, *_measured(family, agree, times, n_boot=cfg.n_boot, generator=gen))
+            measured[family, "cloning"] = _entry(k, agree, times, cfg=cfg, generator=gen)
         if engine == "reduced":
             from diffusion_regimes.gaussian_mixture import GaussianMixture, speciation
 
@@ -597,44 +725,71 @@ def gm_experiment(cfg: GMConfig, *, seed: int, progress: bool = False) -> GMResu
             order = np.argsort(res.branch_times)
             agree = res.agree.to(torch.float64)[order]
             times = res.branch_times[order]
-            measured["mean_separated"] = (d, times, *_measured("mean_separated", agree, times,
-                                                               n_boot=cfg.n_boot, generator=gen))
+            measured["mean_separated", "cloning"] = _entry(d, agree, times, cfg=cfg, generator=gen)
         group, same, times = nested_sweep(d=d, group_mu=cfg.group_mu, class_mu=cfg.class_mu, pairs=pairs,
                                           branch=branch, t_max=cfg.t_max, n_steps=cfg.n_steps, generator=gen,
                                           engine=engine)
-        measured["nested_group"] = (d, times, *_measured("nested_group", group, times, n_boot=cfg.n_boot,
-                                                         generator=gen))
-        measured["nested_class"] = (d, times, *_measured("nested_class", same, times, n_boot=cfg.n_boot,
-                                                         generator=gen, denominator=group))
-        for family, (k, times, phi, se, point, rep) in measured.items():
+        measured["nested_group", "cloning"] = _entry(d, group, times, cfg=cfg, generator=gen)
+        measured["nested_class", "cloning"] = _entry(d, same, times, cfg=cfg, generator=gen,
+                                                     denominator=group)
+        if cfg.uturn_starts and engine == "reduced":
+            measured.update(_gm_uturns(d, ks, cfg=cfg, branch=branch, generator=gen))
+        for (family, protocol), (k, count, times, phi, se, point, rep) in measured.items():
             lo, hi = _interval(rep)
-            curves.append(pd.DataFrame({"family": family, "d": d, "k": k, "t": times, "phi": phi,
-                                        "stderr": se,
+            curves.append(pd.DataFrame({"family": family, "protocol": protocol, "d": d, "k": k, "t": times,
+                                        "phi": phi, "stderr": se,
                                         "phi_theory": _theory_curve(family, times, d=d, k=k, cfg=cfg),
-                                        "pairs": pairs, "engine": engine}))
-            rows.append({"family": family, "d": d, "k": k, "t_S": point, "low": lo, "high": hi,
-                         "t_s_theory": _theory_crossing(family, d=d, k=k, cfg=cfg),
-                         "t_s_asymptotic": _asymptotic(family, d=d, k=k, cfg=cfg), "pairs": pairs,
+                                        "pairs": count, "engine": engine}))
+            rows.append({"family": family, "protocol": protocol, "d": d, "k": k, "t_S": point, "low": lo,
+                         "high": hi, "t_s_theory": _theory_crossing(family, d=d, k=k, cfg=cfg),
+                         "t_s_asymptotic": _asymptotic(family, d=d, k=k, cfg=cfg), "pairs": count,
                          "engine": engine})
             if engine == "reduced":
-                reps[family].append(rep)
+                reps.setdefault((family, protocol), []).append(rep)
     times_frame = pd.DataFrame(rows, columns=list(GM_TIMES_COLUMNS))
     slopes = []
     expected = {"equal_mean": 0.25, "equal_mean_subspace": 0.25, "mean_separated": 0.5, "nested_group": 0.5,
                 "nested_class": 0.5}
-    for family in FAMILIES:
-        part = times_frame[(times_frame.family == family) & (times_frame.engine == "reduced")]
+    for family, protocol in itertools.product(FAMILIES, PROTOCOLS):
+        part = times_frame[(times_frame.family == family) & (times_frame.protocol == protocol)
+                           & (times_frame.engine == "reduced")]
         if len(part) < 2:
             continue
         log_d = np.log(part["d"].to_numpy(dtype=np.float64))
-        slope, lo, hi, intercept = fit_slope(log_d, part["t_S"].to_numpy(), np.stack(reps[family], axis=1))
+        slope, lo, hi, intercept = fit_slope(log_d, part["t_S"].to_numpy(),
+                                             np.stack(reps[family, protocol], axis=1))
         theory_slope = float(np.polyfit(log_d, part["t_s_theory"].to_numpy(), 1)[0])
-        slopes.append({"family": family, "slope": slope, "low": lo, "high": hi, "intercept": intercept,
-                       "slope_theory": theory_slope, "slope_expected": expected[family],
+        slopes.append({"family": family, "protocol": protocol, "slope": slope, "low": lo, "high": hi,
+                       "intercept": intercept, "slope_theory": theory_slope,
+                       "slope_expected": expected[family],
                        "dims": " ".join(str(int(d)) for d in part["d"])})
     return GMResult(pd.concat(curves, ignore_index=True)[list(GM_CURVE_COLUMNS)], times_frame,
                     pd.DataFrame(slopes, columns=list(GM_SLOPE_COLUMNS)),
-                    {f: np.stack(r, axis=1) for f, r in reps.items() if r})
+                    {f"{f}/{p}": np.stack(r, axis=1) for (f, p), r in reps.items() if r})
+
+
+def _gm_uturns(d: int, ks: dict[str, int], *, cfg: GMConfig, branch: tuple[float, ...],
+               generator: torch.Generator) -> dict[tuple[str, str], tuple]:
+    """The U-turn measurement of every family at one d (reduced engines), keyed (family, "uturn")."""
+    starts = cfg.uturn_starts
+    out: dict[tuple[str, str], tuple] = {}
+    for family, k in ks.items():
+        back, times = equal_mean_uturns(k=k, variances=cfg.variances, starts=starts, branch=branch,
+                                        t_max=cfg.t_max, n_steps=cfg.n_steps, generator=generator)
+        out[family, "uturn"] = _entry(k, back, times, cfg=cfg, generator=generator)
+    begun, ends, times = gaussian_classes_uturns(mean_separated_model(d), starts=starts, branch=branch,
+                                                 t_max=cfg.t_max, n_steps=cfg.n_steps, generator=generator)
+    back = (begun == ends).to(torch.float64)
+    out["mean_separated", "uturn"] = _entry(d, back, times, cfg=cfg, generator=generator)
+    model = nested_model(d, group_mu=cfg.group_mu, class_mu=cfg.class_mu)
+    begun, ends, times = gaussian_classes_uturns(model, starts=starts, branch=branch, t_max=cfg.t_max,
+                                                 n_steps=cfg.n_steps, generator=generator)
+    groups = torch.as_tensor(NESTED_GROUPS)
+    group = (groups[begun] == groups[ends]).to(torch.float64)
+    same = (begun == ends).to(torch.float64)
+    out["nested_group", "uturn"] = _entry(d, group, times, cfg=cfg, generator=generator)
+    out["nested_class", "uturn"] = _entry(d, same, times, cfg=cfg, generator=generator, denominator=group)
+    return out
 
 
 # ------------------------------------------------------------------------------ real data: predictor

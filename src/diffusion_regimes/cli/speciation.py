@@ -66,16 +66,18 @@ def _gm(args: argparse.Namespace) -> None:
         write_table(frame, path, config=record, seed=args.seed, extra={"wall_seconds": seconds})
     for row in result.slopes.itertuples():
         log.info(
-            "%s: slope %.3f [%.3f, %.3f] (theory %.3f, expected %.2f)",
+            "%s (%s): slope %.3f [%.3f, %.3f] (theory %.3f, expected %.2f)",
             row.family,
+            row.protocol,
             row.slope,
             row.low,
             row.high,
             row.slope_theory,
             row.slope_expected,
         )
-    slopes = result.slopes.set_index("family")["slope"]
-    job_summary().update(**{f"slope_{k}": float(v) for k, v in slopes.items()})
+    job_summary().update(
+        **{f"slope_{row.family}_{row.protocol}": float(row.slope) for row in result.slopes.itertuples()}
+    )
 
 
 def _predict(args: argparse.Namespace) -> None:

@@ -18,14 +18,26 @@ _FAMILY_LABELS = {
 }
 
 
+def _protocol(frame: pd.DataFrame, protocol: str) -> pd.DataFrame:
+    """Rows of one measurement protocol (tables written before U-turns were measured hold cloning only)."""
+    if "protocol" not in frame.columns:
+        return frame if protocol == "cloning" else frame.iloc[:0]
+    return frame[frame["protocol"] == protocol]
+
+
 def gm_figure(curves: pd.DataFrame, times: pd.DataFrame, slopes: pd.DataFrame):
-    """Left: measured t_S (0.775 crossing, 95 % interval) against log d per family, with the closed-form
-    crossings (lines) and the fitted slope in the legend.  Right: phi(t) at the largest d with theory."""
-    fig, (ax, bx) = new_figure(1, 2, figsize=(10.5, 4.2))
+    """Left: measured t_S (0.775 crossing, 95 % interval) against log d per family, cloning (filled) and
+    U-turns (open), with the closed-form crossings (lines) and the fitted cloning slope in the legend.
+    Middle: phi(t) at the largest d with theory.  Right: the U-turn t_S against the cloning t_S (the exact
+    score gives both the same curve, so the points should lie on the identity)."""
+    fig, (ax, bx, cx) = new_figure(1, 3, figsize=(15.0, 4.4))
     reduced = times[times["engine"] == "reduced"]
-    slope_of = slopes.set_index("family")
-    for i, (family, part) in enumerate(reduced.groupby("family", sort=False)):
-        color = f"C{i}"
+    cloned, turned = _protocol(reduced, "cloning"), _protocol(reduced, "uturn")
+    slope_of = _protocol(slopes, "cloning").set_index("family")
+    uturn_slope_of = _protocol(slopes, "uturn").set_index("family")
+    colors = {family: f"C{i}" for i, family in enumerate(cloned["family"].drop_duplicates())}
+    for family, part in cloned.groupby("family", sort=False):
+        color = colors[family]
         x = np.log(part["d"].to_numpy(dtype=float))
         y = part["t_S"].to_numpy()
         err = np.stack([y - part["low"].to_numpy(), part["high"].to_numpy() - y])
@@ -33,23 +45,32 @@ def gm_figure(curves: pd.DataFrame, times: pd.DataFrame, slopes: pd.DataFrame):
         if family in slope_of.index:
             s = slope_of.loc[family]
             label += f": slope {s['slope']:.3f} [{s['low']:.3f}, {s['high']:.3f}]"
+        if family in uturn_slope_of.index:
+            s = uturn_slope_of.loc[family]
+            label += f" (U-turns {s['slope']:.3f})"
         ax.errorbar(x, y, yerr=np.abs(err), fmt="o", ms=4, color=color, capsize=2, label=label)
         ax.plot(x, part["t_s_theory"], color=color, lw=1.0)
+    for family, part in turned.groupby("family", sort=False):
+        y = part["t_S"].to_numpy()
+        err = np.stack([y - part["low"].to_numpy(), part["high"].to_numpy() - y])
+        ax.errorbar(np.log(part["d"].to_numpy(dtype=float)) + 0.08, y, yerr=np.abs(err), fmt="s", ms=4,
+                    mfc="white", color=colors.get(family, "0.5"), capsize=2)
     full = times[times["engine"] == "full"]
     if len(full):
         ax.plot(
             np.log(full["d"].to_numpy(dtype=float)), full["t_S"], "kx", ms=7, label="full-$d$ engine check"
         )
     ax.plot([], [], color="0.3", lw=1.0, label="closed form (crossing of exact $\\phi$)")
+    if len(turned):
+        ax.plot([], [], "s", mfc="white", color="0.3", ms=4, label="U-turns (open, shifted right)")
     ax.set_xlabel("$\\log d$")
-    ax.set_ylabel("$t_S$ (cloning $\\phi = 0.775$)")
+    ax.set_ylabel("$t_S$ (0.775 crossing)")
     ax.set_title("speciation time against dimension", fontsize=10)
-    ax.legend(fontsize=7, loc="upper left")
-    d_big = curves[curves["engine"] == "reduced"]["d"].max()
-    for i, (family, part) in enumerate(
-        curves[(curves["engine"] == "reduced") & (curves["d"] == d_big)].groupby("family", sort=False)
-    ):
-        color = f"C{i}"
+    ax.legend(fontsize=6.5, loc="upper left")
+    d_big = reduced["d"].max()
+    big = _protocol(curves[(curves["engine"] == "reduced") & (curves["d"] == d_big)], "cloning")
+    for family, part in big.groupby("family", sort=False):
+        color = colors.get(family, "0.5")
         bx.errorbar(
             part["t"],
             part["phi"],
@@ -66,6 +87,26 @@ def gm_figure(curves: pd.DataFrame, times: pd.DataFrame, slopes: pd.DataFrame):
     bx.set_ylabel("$\\phi(t)$ (same class / same group)")
     bx.set_title(f"cloning curves at $d = {int(d_big)}$ (lines: closed form)", fontsize=10)
     bx.legend(fontsize=7, loc="upper right")
+    if len(turned):
+        keys = ["family", "d"]
+        both = cloned.merge(turned, on=keys, suffixes=("_clone", "_uturn"))
+        for family, part in both.groupby("family", sort=False):
+            x, y = part["t_S_clone"].to_numpy(), part["t_S_uturn"].to_numpy()
+            cx.errorbar(x, y,
+                        xerr=np.abs(np.stack([x - part["low_clone"], part["high_clone"] - x])),
+                        yerr=np.abs(np.stack([y - part["low_uturn"], part["high_uturn"] - y])),
+                        fmt="o", ms=3.5, capsize=1.5, color=colors.get(family, "0.5"),
+                        label=_FAMILY_LABELS.get(family, family))
+        lo = float(np.nanmin(both[["t_S_clone", "t_S_uturn"]].to_numpy())) - 0.2
+        hi = float(np.nanmax(both[["t_S_clone", "t_S_uturn"]].to_numpy())) + 0.2
+        cx.plot([lo, hi], [lo, hi], color="0.3", lw=0.9, ls="--", label="identity")
+        cx.legend(fontsize=6.5, loc="upper left")
+    else:
+        cx.text(0.5, 0.5, "no U-turns in this run\n(speciation.gm.uturn_starts = 0)", ha="center",
+                va="center", transform=cx.transAxes, fontsize=9)
+    cx.set_xlabel("$t_S$ from cloning")
+    cx.set_ylabel("$t_S$ from U-turns (return to the start's class)")
+    cx.set_title("two protocols, one curve (exact score)", fontsize=10)
     return fig
 
 
