@@ -250,7 +250,8 @@ REPORT_GM = "1. Gaussian mixture"
 REPORT_SPECTRA = "2. Spectra (Table 1)"
 REPORT_REGIMES = "3. Real data: regimes"
 REPORT_LEARNED = "4. Learned denoisers"
-REPORT_PDF = "5. Vector figures (PDF)"
+REPORT_SPECIATION = "5. Speciation beyond one spike"
+REPORT_PDF = "6. Vector figures (PDF)"
 
 
 def report_labels(kind, content):

@@ -8,7 +8,12 @@ rule speciation_gm:
     output:
         curves="results/speciation/gm_curves.csv",
         times="results/speciation/gm_times.csv",
-        slopes="results/tables/speciation_gm_slopes.csv",
+        slopes=report(
+            "results/tables/speciation_gm_slopes.csv",
+            caption="../report/speciation_gm_slopes.rst",
+            category=REPORT_SPECIATION,
+            labels={"kind": "table", "content": "t_S against log d: slopes"},
+        ),
         sidecars=[
             provenance(p)
             for p in (
@@ -139,10 +144,25 @@ rule speciation_table:
         predictions="results/speciation/predictions.csv",
         measured=speciation_measured,
     output:
-        table="results/tables/speciation_predictors.csv",
-        rms="results/tables/speciation_rms.csv",
-        pdf="results/figures/speciation_predictors.pdf",
-        png="results/figures/speciation_predictors.png",
+        table=report(
+            "results/tables/speciation_predictors.csv",
+            caption="../report/speciation_predictors.rst",
+            category=REPORT_SPECIATION,
+            labels={"kind": "table", "content": "predictors of t_S on real pairs"},
+        ),
+        rms=report(
+            "results/tables/speciation_rms.csv",
+            caption="../report/speciation_predictors.rst",
+            category=REPORT_SPECIATION,
+            labels={"kind": "table", "content": "RMS error of each predictor"},
+        ),
+        pdf=report("results/figures/speciation_predictors.pdf", caption="../report/pdf.rst", category=REPORT_PDF),
+        png=report(
+            "results/figures/speciation_predictors.png",
+            caption="../report/speciation_predictors.rst",
+            category=REPORT_SPECIATION,
+            labels={"kind": "figure", "content": "predicted against measured t_S"},
+        ),
         sidecars=[provenance("results/tables/speciation_predictors.csv"), provenance("results/tables/speciation_rms.csv")]
         + with_provenance_only("results/figures/speciation_predictors"),
     params:
@@ -165,8 +185,13 @@ rule speciation_gm_figure:
         times="results/speciation/gm_times.csv",
         slopes="results/tables/speciation_gm_slopes.csv",
     output:
-        pdf="results/figures/speciation_gm.pdf",
-        png="results/figures/speciation_gm.png",
+        pdf=report("results/figures/speciation_gm.pdf", caption="../report/pdf.rst", category=REPORT_PDF),
+        png=report(
+            "results/figures/speciation_gm.png",
+            caption="../report/speciation_gm.rst",
+            category=REPORT_SPECIATION,
+            labels={"kind": "figure", "content": "t_S against log d"},
+        ),
         sidecars=with_provenance_only("results/figures/speciation_gm"),
     params:
         spec=params_of("speciation_figures"),
@@ -185,8 +210,13 @@ rule speciation_groups_figure:
     input:
         curves="results/speciation/four_class.csv",
     output:
-        pdf="results/figures/speciation_four_class.pdf",
-        png="results/figures/speciation_four_class.png",
+        pdf=report("results/figures/speciation_four_class.pdf", caption="../report/pdf.rst", category=REPORT_PDF),
+        png=report(
+            "results/figures/speciation_four_class.png",
+            caption="../report/speciation_four_class.rst",
+            category=REPORT_SPECIATION,
+            labels={"kind": "figure", "content": "four classes in two groups"},
+        ),
         sidecars=with_provenance_only("results/figures/speciation_four_class"),
     params:
         spec=params_of("speciation_figures"),
