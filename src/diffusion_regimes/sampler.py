@@ -373,6 +373,28 @@ def restart_sweep(
     )
 
 
+def staggered_reverse(indices: Sequence[int], join: Callable[[int], torch.Tensor], *, integrator: Integrator,
+                      score: Score, generator: torch.Generator | None) -> torch.Tensor:
+    """Integrate to ``t = 0`` batches that enter at different grid indices, as one growing batch.
+
+    ``indices``: ascending grid indices (= descending times); ``join(i)`` returns the states that enter at
+    ``times[i]``.  The batch of ``indices[0]`` starts the integration and each later one is concatenated
+    when the integration reaches its index, so every step is one score call on everything in flight (the
+    U-turns of all times in one batch).  Returns the end states in the order of ``indices``.
+    """
+    state = join(indices[0])
+    joined = 1
+    for i in range(indices[0], integrator.n_steps):
+        while joined < len(indices) and indices[joined] == i:
+            state = torch.cat([state, join(i)])
+            joined += 1
+        state = reverse_step(state, i=i, integrator=integrator, score=score, generator=generator)
+    while joined < len(indices):  # an index on the grid's last point (t = 0) takes no step
+        state = torch.cat([state, join(indices[joined])])
+        joined += 1
+    return state
+
+
 def shared_trunk_evaluations(branch_indices: Sequence[int], n_steps: int) -> int:
     """Score evaluations per pair of the shared-trunk sweep: ``L + sum_b (L - i_b - 1)`` (a clone's first
     step reuses the trunk's evaluation at the branch point; a branch at ``t = 0`` costs nothing)."""

@@ -41,8 +41,8 @@ from diffusion_regimes.sampler import (
     Integrator,
     Score,
     clone_sweep,
-    reverse_step,
     snap_to_grid,
+    staggered_reverse,
 )
 from diffusion_regimes.schedule import delta_t
 from diffusion_regimes.seeds import derived_seed
@@ -416,7 +416,7 @@ class GMConfig:
     n_boot: int = 300
     check_dim: int = 256  # full-dimensional check of the radial and the 2-D reductions (0 = none)
     check_pairs: int = 500
-    uturn_starts: int = 1000  # U-turns per family, d and time (0 = cloning only)
+    uturn_starts: int = 4000  # U-turns per family, d and time (0 = cloning only)
 
     def __post_init__(self) -> None:
         if self.variances[0] == self.variances[1] or min(self.variances) <= 0:
@@ -465,67 +465,39 @@ def _sweep(score, integrator, x_start: torch.Tensor, branch: tuple[float, ...], 
 def uturn_sweep(draw, *, score: Score, integrator: Integrator, classify, branch: tuple[float, ...],
                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """U-turns at every branch time: exact draws of the noised classes at t (``draw(t, generator)`` ->
-    states, classes), run back to t = 0 and classified.  Returns the start and end classes (B, M) and the
-    grid times (B,), ascending.
-
-    One staggered batch (as :func:`uturn.uturn`): the draws of the largest t start the integration and
-    those of each smaller t join it at their grid index, so every step is one score call on the batch.
-    """
+    states, classes), run back to t = 0 in one staggered batch (:func:`sampler.staggered_reverse`) and
+    classified.  Returns the start and end classes (B, M) and the grid times (B,), ascending."""
     indices = sorted(set(snap_to_grid(list(branch), integrator)))  # ascending index = descending t
-    states: list[torch.Tensor] = []
     starts: list[torch.Tensor] = []
 
-    def join(i: int) -> None:
+    def join(i: int) -> torch.Tensor:
         x, c = draw(float(integrator.times[i]), generator)
-        states.append(x)
         starts.append(c)
+        return x
 
-    join(indices[0])
-    state, joined = states[0], 1
-    for i in range(indices[0], integrator.n_steps):
-        while joined < len(indices) and indices[joined] == i:
-            join(i)
-            state = torch.cat([state, states[-1]])
-            joined += 1
-        state = reverse_step(state, i=i, integrator=integrator, score=score, generator=generator)
-    while joined < len(indices):  # a branch time on the grid's last index (t = 0) takes no step
-        join(indices[joined])
-        state = torch.cat([state, states[-1]])
-        joined += 1
-    m = starts[0].shape[0]
-    ends = classify(state).reshape(len(indices), m)
-    begun = torch.stack(starts)
+    state = staggered_reverse(indices, join, integrator=integrator, score=score, generator=generator)
+    ends = classify(state).reshape(len(indices), starts[0].shape[0])
     times = np.asarray([float(integrator.times[i]) for i in indices])
-    return begun.flip(0), ends.flip(0), times[::-1].copy()
+    return torch.stack(starts).flip(0), ends.flip(0), times[::-1].copy()
 
 
 def equal_mean_uturns(*, k: int, variances: tuple[float, float], starts: int, branch: tuple[float, ...],
-                      t_max: float, n_steps: int, generator: torch.Generator, engine: str = "reduced"):
+                      t_max: float, n_steps: int, generator: torch.Generator):
     """Returned-to-class indicator (B, M) of U-turns for the equal-mean classes in k dimensions, and the
-    times.  ``reduced``: ``|x_t|^2 = Gamma_c(t) chi^2_k`` exactly and the radial engine; ``full``: R^k."""
+    times, with the radial engine: ``|x_t|^2 = Gamma_c(t) chi^2_k`` drawn exactly under each class."""
     half = starts // 2
-    if engine == "reduced":
-        score = RadialMixtureScore(tuple(variances), k)
-        integrator: Integrator = RadialEulerMaruyama.uniform(t_max=t_max, n_steps=n_steps, dim=k)
-        classes = torch.cat([torch.zeros(half, dtype=torch.long), torch.ones(half, dtype=torch.long)])
+    score = RadialMixtureScore(tuple(variances), k)
+    integrator = RadialEulerMaruyama.uniform(t_max=t_max, n_steps=n_steps, dim=k)
+    classes = torch.cat([torch.zeros(half, dtype=torch.long), torch.ones(half, dtype=torch.long)])
 
-        def draw(t: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-            gam = torch.tensor([float(theory.gamma(t, sigma=math.sqrt(v))) for v in variances],
-                               dtype=torch.float64)
-            z = torch.randn(2 * half, dtype=torch.float64, generator=gen)
-            rho = gam[classes] * chi2_from_normal(k, z)
-            return torch.stack([rho.sqrt(), torch.zeros_like(rho)], dim=1), classes
+    def draw(t: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        gam = torch.tensor([float(theory.gamma(t, sigma=math.sqrt(v))) for v in variances],
+                           dtype=torch.float64)
+        z = torch.randn(2 * half, dtype=torch.float64, generator=gen)
+        rho = gam[classes] * chi2_from_normal(k, z)
+        return torch.stack([rho.sqrt(), torch.zeros_like(rho)], dim=1), classes
 
-        classify = score.classify
-    else:
-        model = GaussianClasses.isotropic(torch.zeros(2, k), variances)
-        score, classify = model.score, model.classify
-        integrator = EulerMaruyama.uniform(t_max=t_max, n_steps=n_steps)
-
-        def draw(t: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-            return model.sample_pt(half, t=t, generator=gen)
-
-    begun, ends, times = uturn_sweep(draw, score=score, integrator=integrator, classify=classify,
+    begun, ends, times = uturn_sweep(draw, score=score, integrator=integrator, classify=score.classify,
                                      branch=branch, generator=generator)
     return (begun == ends).to(torch.float64), times
 
@@ -652,7 +624,7 @@ class GMResult:
     curves: pd.DataFrame
     times: pd.DataFrame
     slopes: pd.DataFrame
-    replicates: dict[str, np.ndarray] = field(default_factory=dict)  # family -> (n_boot, D) crossings
+    replicates: dict[str, np.ndarray] = field(default_factory=dict)  # "family/protocol" -> (n_boot, D)
 
 
 def _measured(agree: torch.Tensor, times: np.ndarray, *, n_boot: int, generator: torch.Generator,

@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from diffusion_regimes.measures import MEMORISED_RATIO, crossing_time, memorisation
-from diffusion_regimes.sampler import Integrator, Score, reverse_step, snap_to_grid
+from diffusion_regimes.sampler import Integrator, Score, snap_to_grid, staggered_reverse
 from diffusion_regimes.schedule import delta_t
 
 Labeller = Callable[[torch.Tensor], torch.Tensor]
@@ -69,16 +69,7 @@ def uturn(starts: torch.Tensor, *, start_labels: torch.Tensor, start_index: torc
         noise = torch.randn(x0.shape, dtype=torch.float64, generator=generator)
         return x0 * math.exp(-t) + math.sqrt(delta_t(t)) * noise
 
-    state = noised(indices[0])
-    joined = 1
-    for i in range(indices[0], integrator.n_steps):
-        while joined < len(indices) and indices[joined] == i:
-            state = torch.cat([state, noised(i)])
-            joined += 1
-        state = reverse_step(state, i=i, integrator=integrator, score=score, generator=generator)
-    while joined < len(indices):  # a time on the grid's last index (t = 0) takes no step
-        state = torch.cat([state, noised(indices[joined])])
-        joined += 1
+    state = staggered_reverse(indices, noised, integrator=integrator, score=score, generator=generator)
     labels = labeller(state.to(starts.dtype)).argmax(dim=1).cpu()
     ratio, neighbours = memorisation(state.reshape(state.shape[0], -1), data, max_chunk_bytes=max_chunk_bytes)
     copied = ratio < MEMORISED_RATIO
